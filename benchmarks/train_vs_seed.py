@@ -1,0 +1,122 @@
+"""Seed 001's own code vs `digits train --model mlp --epochs 5`, side by side, in one run.
+
+Each side runs as a fresh process (imports, data loading, training, test
+evaluation: the whole wall time a user waits), alternating, `--repeats`
+times.  Prints both sides' wall time, training time and test accuracy, and
+the ratio of the medians.  The target (issue: core) is a ratio of at most
+0.25 with test accuracy at least as high and at least 97.5%.
+
+The seed code is seed 001 verbatim (tf.keras, Flatten → Dense(128, relu) →
+Dense(10, softmax), Adam, sparse categorical cross-entropy,
+``model.fit(x_train, y_train, epochs=5)``, i.e. batch 32) except for one
+line: ``keras.datasets.mnist.load_data()`` needs the internet, so it reads
+the same IDX files that Digits reads.
+
+    python benchmarks/train_vs_seed.py [--repeats 3] [--data-dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SEED_001 = r'''
+import time
+t0 = time.perf_counter()
+import gzip, sys
+import numpy as np
+import tensorflow as tf
+from tensorflow import keras
+
+def idx(name, offset):  # stands in for keras.datasets.mnist.load_data(), which needs the internet
+    with gzip.open(f"{sys.argv[1]}/{name}") as f:
+        return np.frombuffer(f.read(), np.uint8, offset=offset)
+x_train = idx("train-images-idx3-ubyte.gz", 16).reshape(-1, 28, 28)
+y_train = idx("train-labels-idx1-ubyte.gz", 8)
+x_test = idx("t10k-images-idx3-ubyte.gz", 16).reshape(-1, 28, 28)
+y_test = idx("t10k-labels-idx1-ubyte.gz", 8)
+
+x_train = x_train / 255.0
+x_test = x_test / 255.0
+model = keras.Sequential([
+    keras.layers.Flatten(input_shape=(28, 28)),
+    keras.layers.Dense(128, activation='relu'),
+    keras.layers.Dense(10, activation='softmax')
+])
+model.compile(optimizer='adam',
+              loss='sparse_categorical_crossentropy',
+              metrics=['accuracy'])
+t1 = time.perf_counter()
+model.fit(x_train, y_train, epochs=5, verbose=0)
+t2 = time.perf_counter()
+test_loss, test_acc = model.evaluate(x_test, y_test, verbose=0)
+print(f"RESULT {t2 - t1:.3f} {test_acc:.4f}")
+'''
+
+
+def run_seed(data_dir: str) -> dict:
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", SEED_001, data_dir], capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - started
+    if proc.returncode:
+        sys.exit(f"seed code failed:\n{proc.stderr}")
+    _, fit, acc = next(line for line in proc.stdout.splitlines() if line.startswith("RESULT")).split()
+    return {"wall": wall, "fit": float(fit), "accuracy": float(acc)}
+
+
+def run_digits(data_dir: str, out: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}  # Digits' own default
+    cmd = ["digits", "train", "--model", "mlp", "--epochs", "5", "--quiet", "--out", str(out), "--data-dir", data_dir]
+    started = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - started
+    if proc.returncode:
+        sys.exit(f"digits train failed:\n{proc.stderr}")
+    metrics = json.loads((out / "metrics.json").read_text())
+    return {"wall": wall, "fit": metrics["train_seconds"], "accuracy": metrics["test_accuracy"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--data-dir", default=os.environ.get("DIGITS_DATA_DIR", "../shared/datasets/mnist"))
+    args = parser.parse_args()
+    data_dir = str(Path(args.data_dir).resolve())
+
+    seed, ours = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(args.repeats):
+            seed.append(run_seed(data_dir))
+            ours.append(run_digits(data_dir, Path(tmp) / f"run{i}"))
+            print(f"repeat {i + 1}: seed {seed[-1]['wall']:.2f} s ({seed[-1]['accuracy']:.2%}), "
+                  f"digits {ours[-1]['wall']:.2f} s ({ours[-1]['accuracy']:.2%})", flush=True)
+
+    def med(rows, key):
+        return statistics.median(r[key] for r in rows)
+
+    print()
+    print(f"| per run (median of {args.repeats}) | seed 001 (tf.keras, batch 32) | digits train --model mlp --epochs 5 | ratio |")
+    print("| --- | --- | --- | --- |")
+    print(f"| wall time, whole process | {med(seed, 'wall'):.2f} s | {med(ours, 'wall'):.2f} s | "
+          f"{med(ours, 'wall') / med(seed, 'wall'):.3f} |")
+    print(f"| training (fit) | {med(seed, 'fit'):.2f} s | {med(ours, 'fit'):.2f} s | "
+          f"{med(ours, 'fit') / med(seed, 'fit'):.3f} |")
+    print(f"| test accuracy | {med(seed, 'accuracy'):.2%} (min {min(r['accuracy'] for r in seed):.2%}) | "
+          f"{med(ours, 'accuracy'):.2%} (min {min(r['accuracy'] for r in ours):.2%}) | |")
+    ratio = med(ours, "wall") / med(seed, "wall")
+    ok = (ratio <= 0.25 and med(ours, "accuracy") >= med(seed, "accuracy")
+          and min(r["accuracy"] for r in ours) >= 0.975)
+    print(f"\ntarget (wall-time ratio <= 0.25; median accuracy >= the seed's; every run >= 97.5%): "
+          f"{'met' if ok else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()

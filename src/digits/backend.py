@@ -1,0 +1,83 @@
+"""Choosing the Keras backend, the one decision that must come before `import keras`.
+
+Measured on a 2-core CPU (see README, "Choosing the backend"): JAX trains the
+small dense networks fastest and answers a single prediction in about a
+millisecond; TensorFlow (without XLA) runs convolutions several times faster
+than JAX on the CPU. So each model in the registry names the backend it
+trains best on, and `--backend` / ``KERAS_BACKEND`` override it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from digits.errors import DigitsError
+
+BACKENDS = ("jax", "tensorflow", "torch")
+
+
+def use_backend(name: str | None) -> str:
+    """Select the Keras backend `name` (or keep ``KERAS_BACKEND``, else JAX).
+
+    Must run before Keras is imported; once Keras is loaded the backend it
+    chose is final, and asking for another one is an error, not a silent
+    no-op.
+    """
+    wanted = name or os.environ.get("KERAS_BACKEND") or "jax"
+    if wanted not in BACKENDS:
+        raise DigitsError(f"unknown backend {wanted!r}; choose one of {', '.join(BACKENDS)}")
+    if "keras" in sys.modules:
+        import keras
+
+        current = keras.backend.backend()
+        if current != wanted and name is not None:
+            raise DigitsError(
+                f"Keras is already running on {current!r}; start a new process to use {wanted!r}"
+            )
+        return current
+    os.environ["KERAS_BACKEND"] = wanted
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter
+    if wanted == "jax":
+        _enable_jax_compilation_cache()
+    if wanted != "tensorflow":
+        _keep_tensorflow_unloaded()
+    return wanted
+
+
+def _keep_tensorflow_unloaded() -> None:
+    """Stop Keras from importing TensorFlow (2 s) just to ask whether it is installed.
+
+    Keras checks ``tf.available`` when saving a model or seeding, which
+    imports TensorFlow whenever it is installed, even on JAX where no
+    TensorFlow object can appear.  Telling Keras's lazy module that it is
+    absent saves that time; if a future Keras renames the internals, this
+    only stops saving time.
+    """
+    if "tensorflow" in sys.modules:
+        return
+    try:
+        from keras.src.utils import module_utils
+
+        module_utils.tensorflow._available = False
+    except (ImportError, AttributeError):  # pragma: no cover - newer Keras
+        pass
+
+
+def running_backend() -> str | None:
+    """The backend Keras already runs on in this process, or None if Keras is not loaded."""
+    if "keras" not in sys.modules:
+        return None
+    import keras
+
+    return keras.backend.backend()
+
+
+def _enable_jax_compilation_cache() -> None:
+    """Keep XLA's compiled programs on disk, so a second run skips ~1 s of compiling."""
+    from digits.datasets import default_cache_dir
+
+    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(Path(default_cache_dir()) / "jax"))
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")

@@ -1,0 +1,185 @@
+"""The run directory: everything a later command needs, written all at once or not at all.
+
+A run is a folder::
+
+    model.keras     the trained Keras model
+    config.json     the full resolved configuration, data source, backend, versions
+    history.csv     per-epoch loss, accuracy, val_loss, val_accuracy
+    metrics.json    test_accuracy, test_loss, train_seconds, ...
+    summary.txt     Keras's model summary
+    plots/          samples.png, curves.png
+
+:class:`RunWriter` builds it in a hidden sibling folder and renames it into
+place at the end, so a crash, a Ctrl-C or a full disk never leaves a
+half-written run that a later command would trust.  :class:`Run` reads one
+back and checks it, with one clear error naming the file that is missing or
+broken.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from digits.errors import DigitsError
+
+MODEL_FILE = "model.keras"
+REQUIRED = (MODEL_FILE, "config.json", "metrics.json")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file in the same folder and a rename."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+class RunWriter:
+    """Collects a run in a temporary folder; `with` renames it into place on success."""
+
+    def __init__(self, final_path: Path):
+        self.final_path = final_path
+        self.path: Path | None = None  # the temporary folder, from `with` on
+
+    @classmethod
+    def create(cls, out: str | os.PathLike | None, model_name: str) -> "RunWriter":
+        if out is None:
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            out = Path("runs") / f"{model_name}-{stamp}"
+            n = 1
+            while out.exists():
+                n += 1
+                out = Path("runs") / f"{model_name}-{stamp}-{n}"
+        out = Path(out)
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise DigitsError(f"{out}: already exists and is not an empty folder; choose another --out")
+        return cls(out)
+
+    def __enter__(self) -> "RunWriter":
+        parent = self.final_path.parent
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            self.path = Path(tempfile.mkdtemp(dir=parent, prefix=f".{self.final_path.name}.partial-"))
+        except OSError as e:
+            raise DigitsError(f"{self.final_path}: cannot create the run folder ({e.strerror})") from None
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            shutil.rmtree(self.path, ignore_errors=True)
+            return
+        if self.final_path.is_dir():  # an empty folder the user named with --out
+            self.final_path.rmdir()
+        os.replace(self.path, self.final_path)
+
+    def write_json(self, name: str, doc: Any) -> None:
+        atomic_write_text(self.path / name, json.dumps(doc, indent=2, default=_jsonable) + "\n")
+
+    def write_text(self, name: str, text: str) -> None:
+        atomic_write_text(self.path / name, text)
+
+    def save_model(self, model) -> None:
+        model.save(self.path / MODEL_FILE)
+
+    def write_samples(self, data) -> None:
+        """plots/samples.png: the first training images with their labels."""
+        from digits import plots
+
+        (self.path / "plots").mkdir(exist_ok=True)
+        plots.save_samples(data.x_train, data.y_train, self.path / "plots" / "samples.png", data.class_names)
+
+    def write_curves(self, history: dict[str, list[float]]) -> None:
+        """plots/curves.png: loss and accuracy per epoch, training and validation."""
+        from digits import plots
+
+        (self.path / "plots").mkdir(exist_ok=True)
+        plots.save_curves(history, self.path / "plots" / "curves.png")
+
+
+def _jsonable(value):
+    try:
+        return value.item()  # numpy scalars
+    except AttributeError:
+        return str(value)
+
+
+class Run:
+    """A finished run directory, checked on opening."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        if not self.path.exists():
+            raise DigitsError(f"{self.path}: no such run directory")
+        if not self.path.is_dir():
+            raise DigitsError(f"{self.path}: not a run directory (it is a file)")
+        missing = [name for name in REQUIRED if not (self.path / name).is_file()]
+        if missing:
+            raise DigitsError(
+                f"{self.path}: not a complete run, missing {', '.join(missing)} "
+                "(train one with `digits train --out DIR`)"
+            )
+
+    @property
+    def model_path(self) -> Path:
+        return self.path / MODEL_FILE
+
+    def _json(self, name: str) -> dict:
+        try:
+            doc = json.loads((self.path / name).read_text())
+        except (OSError, ValueError) as e:
+            raise DigitsError(f"{self.path / name}: unreadable JSON ({e})") from None
+        if not isinstance(doc, dict):
+            raise DigitsError(f"{self.path / name}: expected a JSON object")
+        return doc
+
+    @property
+    def config(self) -> dict:
+        return self._json("config.json")
+
+    @property
+    def metrics(self) -> dict:
+        return self._json("metrics.json")
+
+    def history(self) -> dict[str, list[float]]:
+        """history.csv as columns of floats (empty if the run has none)."""
+        path = self.path / "history.csv"
+        if not path.exists():
+            return {}
+        try:
+            with path.open(newline="") as f:
+                rows = list(csv.DictReader(f))
+            history = {k: [float(r[k]) for r in rows] for k in (rows[0] if rows else {})}
+        except (OSError, ValueError, KeyError, TypeError, csv.Error) as e:
+            raise DigitsError(f"{path}: unreadable history ({e})") from None
+        if "loss" not in history:  # training writes a header and one row per epoch, loss always
+            raise DigitsError(f"{path}: unreadable history (no epochs with a loss column)")
+        return history
+
+    def load_model(self):
+        """The Keras model (imports Keras; choose the backend first)."""
+        import keras
+
+        try:
+            return keras.saving.load_model(self.model_path, compile=False)
+        except Exception as e:  # Keras raises many types for a broken archive
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise DigitsError(f"{self.model_path}: cannot load the model ({first})") from None
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r})"

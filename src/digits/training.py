@@ -1,0 +1,219 @@
+"""Training: the seed recipe, run as fast as this machine allows.
+
+`train()` is the whole of ``digits train``: load the data, build the model
+from the registry, fit it with Keras (progress bar, early stopping, best
+checkpoint), evaluate on the official test split, and write a run
+directory.  The only backend-specific code is :mod:`digits.fastfit`, which
+keeps Keras's ``fit`` but runs many batch-32 steps per compiled call on JAX.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from digits.backend import running_backend, use_backend
+from digits.datasets import load_dataset
+from digits.errors import DigitsError
+from digits.models import get_model_spec
+from digits.runs import Run, RunWriter
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a run; saved as ``config.json`` beside the model."""
+
+    model: str = "mlp"
+    dataset: str = "mnist"
+    epochs: int | None = None  # None: the model's own recipe
+    batch_size: int | None = None
+    learning_rate: float | None = None
+    lr_schedule: str = "cosine"  # "cosine" decays to 0 over the run; "constant" is the seeds' Adam
+    validation_split: float = 0.05
+    seed: int | None = None  # None: a random seed, recorded so the run can be repeated
+    early_stopping: int | None = None  # patience in epochs on val_loss; None: off
+    checkpoint_best: bool = False  # keep the epoch with the best val_loss, not the last
+    limit: int | None = None  # train on the first N training images (quick tries, tests)
+    backend: str | None = None  # None: the model's measured fastest (see digits.models)
+    extra: dict = field(default_factory=dict)
+
+    def resolved(self) -> "TrainConfig":
+        """Fill every None from the model's recipe and check the values."""
+        spec = get_model_spec(self.model)
+        cfg = TrainConfig(**asdict(self))
+        cfg.epochs = spec.epochs if cfg.epochs is None else cfg.epochs
+        cfg.batch_size = spec.batch_size if cfg.batch_size is None else cfg.batch_size
+        cfg.learning_rate = spec.learning_rate if cfg.learning_rate is None else cfg.learning_rate
+        cfg.seed = random.randrange(2**31) if cfg.seed is None else cfg.seed
+        cfg.backend = cfg.backend or running_backend() or os.environ.get("KERAS_BACKEND") or spec.backend
+        _check(cfg)
+        return cfg
+
+
+def _check(cfg: TrainConfig) -> None:
+    if cfg.epochs < 1:
+        raise DigitsError(f"epochs must be at least 1, got {cfg.epochs}")
+    if cfg.batch_size < 1:
+        raise DigitsError(f"batch size must be at least 1, got {cfg.batch_size}")
+    if not cfg.learning_rate > 0:
+        raise DigitsError(f"learning rate must be positive, got {cfg.learning_rate}")
+    if not 0 <= cfg.validation_split < 1:
+        raise DigitsError(f"validation split must be in [0, 1), got {cfg.validation_split}")
+    if cfg.lr_schedule not in ("cosine", "constant"):
+        raise DigitsError(f"unknown learning-rate schedule {cfg.lr_schedule!r}; use cosine or constant")
+    if cfg.early_stopping is not None and cfg.early_stopping < 1:
+        raise DigitsError(f"early-stopping patience must be at least 1, got {cfg.early_stopping}")
+    if cfg.limit is not None and cfg.limit < 10:
+        raise DigitsError(f"limit must be at least 10 images, got {cfg.limit}")
+    if (cfg.early_stopping or cfg.checkpoint_best) and cfg.validation_split == 0:
+        raise DigitsError("early stopping and --checkpoint-best need a validation split above 0")
+
+
+def to_inputs(images: np.ndarray) -> np.ndarray:
+    """uint8 images (N, 28, 28) → the float32 [0, 1] arrays every model takes, converted once."""
+    return np.asarray(images, dtype=np.float32) * np.float32(1 / 255)
+
+
+def train(
+    config: TrainConfig | None = None,
+    *,
+    out: str | os.PathLike | None = None,
+    data_dir: str | os.PathLike | None = None,
+    verbose: int = 1,
+    **overrides,
+) -> Run:
+    """Train a registry model and save a complete run directory; returns the run.
+
+    ``train(model="mlp", epochs=5)`` is seed 001.  Keyword overrides are
+    fields of :class:`TrainConfig`.
+    """
+    config = (config or TrainConfig())
+    cfg = TrainConfig(**{**asdict(config), **overrides}).resolved()
+    writer = RunWriter.create(out, cfg.model)  # fails early, before any training, on a bad --out
+    use_backend(cfg.backend)
+    data = load_dataset(cfg.dataset, data_dir=data_dir, progress=verbose > 0)
+
+    import keras
+
+    from digits import fastfit
+    from digits.evaluation import evaluate_arrays
+
+    spec = get_model_spec(cfg.model)
+    keras.utils.set_random_seed(cfg.seed)
+    x_train, y_train = data.x_train, data.y_train
+    if cfg.limit:
+        x_train, y_train = x_train[: cfg.limit], y_train[: cfg.limit]
+    x, y = to_inputs(x_train), _labels(y_train, spec.one_hot)
+
+    with writer, ThreadPoolExecutor(max_workers=1) as background:
+        # The samples figure needs only the data: matplotlib draws it on the second core
+        # while the model trains (about half a second off every run).
+        samples_figure = background.submit(writer.write_samples, data)
+        model = spec.build()
+        n_fit = len(x) - int(len(x) * cfg.validation_split)
+        steps = cfg.epochs * -(-n_fit // cfg.batch_size)
+        lr = cfg.learning_rate
+        if cfg.lr_schedule == "cosine":
+            lr = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, decay_steps=steps)
+        loss = "categorical_crossentropy" if spec.one_hot else "sparse_categorical_crossentropy"
+        callbacks = [keras.callbacks.CSVLogger(str(writer.path / "history.csv"))]
+        if cfg.early_stopping:
+            callbacks.append(keras.callbacks.EarlyStopping(
+                patience=cfg.early_stopping, restore_best_weights=True, verbose=verbose))
+        if cfg.checkpoint_best:
+            callbacks.append(fastfit.BestCheckpoint(writer.path / "best.keras", verbose=verbose))
+        if verbose:
+            model.summary()
+        started = time.perf_counter()
+        history = fastfit.fit(
+            model,
+            optimizer=keras.optimizers.Adam(lr),
+            loss=loss,
+            x=x,
+            y=y,
+            epochs=cfg.epochs,
+            batch_size=cfg.batch_size,
+            validation_split=cfg.validation_split,
+            callbacks=callbacks,
+            verbose=verbose,
+            jit_compile=spec.jit_compile,
+        )
+        train_seconds = time.perf_counter() - started
+        if cfg.checkpoint_best and (writer.path / "best.keras").exists():
+            model.load_weights(writer.path / "best.keras")
+
+        result = evaluate_arrays(model, to_inputs(data.x_test), data.y_test)
+        metrics = {
+            "test_accuracy": result.accuracy,
+            "test_loss": result.loss,
+            "train_seconds": round(train_seconds, 3),
+            "epochs_run": len(history.epoch),
+            "parameters": model.count_params(),
+            "train_images": n_fit,
+            "validation_images": len(x) - n_fit,
+            "test_images": len(data.y_test),
+        }
+        last = {k: float(v[-1]) for k, v in history.history.items() if v}
+        metrics.update({f"final_{k}": round(v, 6) for k, v in last.items()})
+        config_doc = {
+            **asdict(cfg),
+            "dataset_source": data.source,
+            "class_names": list(data.class_names),
+            "versions": _versions(),
+        }
+        writer.save_model(model)
+        writer.write_json("config.json", config_doc)
+        writer.write_json("metrics.json", metrics)
+        writer.write_text("summary.txt", _summary_text(model))
+        samples_figure.result()
+        writer.write_curves(history.history)
+    return Run(writer.final_path)
+
+
+def _labels(y: np.ndarray, one_hot: bool) -> np.ndarray:
+    y = y.astype(np.int32)
+    return np.eye(10, dtype=np.float32)[y] if one_hot else y
+
+
+def _summary_text(model) -> str:
+    lines: list[str] = []
+    model.summary(print_fn=lambda line, **_: lines.append(line))
+    return "\n".join(lines) + "\n"
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    import keras
+
+    versions = {"python": platform.python_version(), "keras": keras.__version__}
+    for dist in ("digits", "numpy", "jax", "jaxlib", "tensorflow-cpu", "tensorflow", "torch"):
+        try:
+            versions[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            pass
+    versions["backend"] = keras.backend.backend()
+    return versions
+
+
+def load_config_file(path: str | os.PathLike) -> TrainConfig:
+    """A ``config.json`` from a run (or one written by hand) as a TrainConfig."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise DigitsError(f"{path}: no such config file") from None
+    except (OSError, ValueError) as e:
+        raise DigitsError(f"{path}: not a readable JSON config ({e})") from None
+    known = TrainConfig.__dataclass_fields__
+    unknown = sorted(set(doc) - set(known) - {"dataset_source", "class_names", "versions"})
+    if unknown:
+        raise DigitsError(f"{path}: unknown config keys {', '.join(unknown)}")
+    return TrainConfig(**{k: v for k, v in doc.items() if k in known})

@@ -1,0 +1,143 @@
+"""The `digits` command: results on stdout, one-line errors and exit code 2 for bad input."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from digits.cli import main
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, mnist_dir):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    assert main(["train", "--limit", "2000", "--epochs", "1", "--seed", "3", "--quiet",
+                 "--out", str(out), "--data-dir", str(mnist_dir)]) == 0
+    return out
+
+
+def test_train_prints_accuracy_and_where_the_run_went(run_dir, capsys, tmp_path, mnist_dir):
+    out = tmp_path / "again"
+    assert main(["train", "--limit", "500", "--epochs", "1", "--out", str(out),
+                 "--data-dir", str(mnist_dir)]) == 0
+    stdout = capsys.readouterr().out
+    assert "Total params: 101,770" in stdout  # Keras's model summary
+    assert "test accuracy:" in stdout and f"run saved to {out}" in stdout
+
+
+def test_evaluate_json(run_dir, capsys, mnist_dir):
+    assert main(["evaluate", str(run_dir), "--json", "--data-dir", str(mnist_dir)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["test_images"] == 10_000 and 0.7 < doc["test_accuracy"] <= 1
+    assert len(doc["per_class"]) == 10 and len(doc["confusion_matrix"]) == 10
+    assert sum(map(sum, doc["confusion_matrix"])) == 10_000
+
+
+def test_evaluate_table(run_dir, capsys, mnist_dir):
+    assert main(["evaluate", str(run_dir), "--data-dir", str(mnist_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "precision" in out and "confusion matrix" in out
+
+
+def test_predict_indices_json_lines(run_dir, capsys, mnist_dir):
+    assert main(["predict", "--model", str(run_dir), "--index", "0", "--index", "7", "--json",
+                 "--data-dir", str(mnist_dir)]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["index"] for r in rows] == [0, 7]
+    assert rows[0]["true"] == 7  # the first MNIST test image is a 7
+    assert all(0 <= r["probability"] <= 1 and len(r["probabilities"]) == 10 for r in rows)
+
+
+def test_predict_text(run_dir, capsys, mnist_dir):
+    assert main(["predict", "--model", str(run_dir), "--index", "0", "--data-dir", str(mnist_dir)]) == 0
+    assert capsys.readouterr().out.startswith("test image 0: predicted ")
+
+
+def test_models_lists_the_registry_with_parameter_counts(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    for name, params in [("mlp ", "101,770"), ("mlp2", "118,282"), ("mlp-256-128", "235,146"), ("cnn", "")]:
+        assert name in out and params in out
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["train", "--epochs", "-1"], "argument --epochs: must be at least 1, got -1"),
+    (["train", "--epochs", "five"], "argument --epochs: expected a whole number, got 'five'"),
+    (["train", "--validation-split", "1"], "argument --validation-split: must be in [0, 1), got 1"),
+    (["train", "--learning-rate", "nan"], "argument --learning-rate: must be a positive number"),
+    (["train", "--model", "resnet", "--quiet"], "unknown model 'resnet'"),
+    (["evaluate", "/no/such/run"], "/no/such/run: no such run directory"),
+    (["predict", "--model", "/no/such/run", "--index", "1"], "/no/such/run: no such run directory"),
+    (["predict", "--model", "x"], "the following arguments are required: --index"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+])
+def test_bad_input_is_one_line_and_exit_2(argv, message, capsys):
+    code = _run(argv)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+def _run(argv):
+    try:
+        return main(argv)
+    except SystemExit as e:  # argparse exits for usage errors
+        return e.code
+
+
+def test_run_dir_without_model_is_refused(run_dir, tmp_path, capsys):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for name in ("config.json", "metrics.json"):
+        (broken / name).write_bytes((run_dir / name).read_bytes())
+    assert _run(["evaluate", str(broken)]) == 2
+    err = capsys.readouterr().err
+    assert "missing model.keras" in err and len(err.strip().splitlines()) == 1
+
+
+def test_corrupt_model_file_is_one_line(run_dir, tmp_path, capsys, mnist_dir):
+    broken = tmp_path / "corrupt"
+    broken.mkdir()
+    for name in ("config.json", "metrics.json"):
+        (broken / name).write_bytes((run_dir / name).read_bytes())
+    (broken / "model.keras").write_bytes(b"not a zip")
+    assert _run(["evaluate", str(broken), "--data-dir", str(mnist_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "model.keras: cannot load the model" in err and len(err.strip().splitlines()) == 1
+
+
+def test_missing_dataset_names_the_files_and_writes_nothing(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = tmp_path / "run"
+    assert _run(["train", "--data-dir", str(empty), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "train-images-idx3-ubyte.gz" in err and len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]
+
+
+def test_console_script_errors_have_no_traceback(tmp_path):
+    """The installed `digits` entry point, as a user runs it."""
+    env = {**os.environ, "DIGITS_DATA_DIR": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-m", "digits.cli", "train", "--quiet", "--out", str(tmp_path / "r")],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("digits train: error: no local copy of mnist")
+
+
+def test_tensorflow_backend_trains_a_cnn_that_jax_can_evaluate(tmp_path, mnist_dir):
+    """Both backends work, and a run saved on one loads on the other."""
+    out = tmp_path / "cnn"
+    env = {**os.environ, "DIGITS_DATA_DIR": str(mnist_dir)}
+    train = subprocess.run([sys.executable, "-m", "digits.cli", "train", "--model", "cnn", "--backend", "tensorflow",
+                            "--limit", "600", "--epochs", "1", "--quiet", "--out", str(out)],
+                           capture_output=True, text=True, env=env, timeout=300)
+    assert train.returncode == 0, train.stderr
+    assert json.loads((out / "config.json").read_text())["versions"]["backend"] == "tensorflow"
+    evaluate = subprocess.run([sys.executable, "-m", "digits.cli", "predict", "--model", str(out), "--index", "0",
+                               "--backend", "jax", "--json"], capture_output=True, text=True, env=env, timeout=300)
+    assert evaluate.returncode == 0, evaluate.stderr
+    assert json.loads(evaluate.stdout)["true"] == 7

@@ -1,0 +1,152 @@
+"""Training on small subsets: the run directory, repeatability, the fast path, failures."""
+
+import json
+
+import numpy as np
+import pytest
+
+from digits.errors import DigitsError
+from digits.runs import Run
+from digits.training import TrainConfig, train
+
+SMALL = dict(limit=2000, epochs=2, seed=7, verbose=0)
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory, mnist_dir):
+    return train(model="mlp", out=tmp_path_factory.mktemp("runs") / "mlp", data_dir=mnist_dir, **SMALL)
+
+
+def test_run_directory_holds_everything_a_later_command_needs(small_run):
+    names = {p.relative_to(small_run.path).as_posix() for p in small_run.path.rglob("*") if p.is_file()}
+    assert {"model.keras", "config.json", "history.csv", "metrics.json", "summary.txt",
+            "plots/samples.png", "plots/curves.png"} <= names
+    metrics = small_run.metrics
+    assert 0.8 < metrics["test_accuracy"] <= 1 and metrics["test_loss"] > 0
+    assert metrics["test_images"] == 10_000 and metrics["train_seconds"] > 0
+    config = small_run.config
+    assert config["model"] == "mlp" and config["epochs"] == 2 and config["batch_size"] == 32
+    assert config["seed"] == 7 and config["versions"]["backend"] == config["backend"]
+    assert "keras" in config["versions"] and config["dataset_source"]
+    history = small_run.history()
+    assert set(history) >= {"epoch", "loss", "accuracy", "val_loss", "val_accuracy"}
+    assert len(history["loss"]) == 2 and history["loss"][1] < history["loss"][0]
+
+
+def test_no_partial_folders_are_left_beside_a_run(small_run):
+    assert [p.name for p in small_run.path.parent.iterdir()] == ["mlp"]
+
+
+def test_a_seeded_run_is_repeatable(small_run, tmp_path, mnist_dir):
+    again = train(model="mlp", out=tmp_path / "again", data_dir=mnist_dir, **SMALL)
+    assert again.metrics["test_accuracy"] == small_run.metrics["test_accuracy"]
+    assert again.metrics["test_loss"] == small_run.metrics["test_loss"]
+
+
+def test_unseeded_runs_record_the_seed_they_drew(tmp_path, mnist_dir):
+    run = train(model="mlp", out=tmp_path / "r", data_dir=mnist_dir, limit=500, epochs=1, verbose=0)
+    assert isinstance(run.config["seed"], int)
+
+
+def test_fast_path_takes_the_same_steps_as_plain_batch_32_fit():
+    """MicroBatched runs fit(batch_size=32)'s updates, 64 to a compiled call."""
+    import keras
+
+    from digits import fastfit
+    from digits.models import build_model
+
+    if keras.backend.backend() != "jax":
+        pytest.skip("the micro-batched trainer is the JAX path")
+    rng = np.random.default_rng(0)
+    x = rng.random((32 * 70 + 5, 28, 28), dtype=np.float32)  # 70 full batches and a short one
+    y = rng.integers(0, 10, len(x))
+    weights = {}
+    for fast in (True, False):
+        keras.utils.set_random_seed(1)
+        model = build_model("mlp")
+        if fast:
+            fastfit.fit(model, optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
+                        x=x, y=y, batch_size=32, epochs=2, shuffle=False, verbose=0)
+        else:
+            model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+            model.fit(x, y, batch_size=32, epochs=2, shuffle=False, verbose=0)
+        weights[fast] = model.get_weights()
+    for a, b in zip(weights[True], weights[False]):
+        np.testing.assert_allclose(a, b, atol=2e-5)
+
+
+def test_one_hot_seed_model_trains(tmp_path, mnist_dir):
+    run = train(model="mlp-256-128", out=tmp_path / "r", data_dir=mnist_dir, limit=1000, epochs=1, seed=1, verbose=0)
+    assert run.config["batch_size"] == 32 and run.metrics["test_accuracy"] > 0.7
+
+
+def test_checkpoint_best_keeps_the_best_validation_epoch(tmp_path, mnist_dir):
+    run = train(model="mlp", out=tmp_path / "r", data_dir=mnist_dir, limit=1000, epochs=3, seed=1,
+                checkpoint_best=True, early_stopping=2, validation_split=0.2, verbose=0)
+    assert (run.path / "best.keras").is_file()
+    import keras
+
+    best = keras.saving.load_model(run.path / "best.keras", compile=False)
+    final = run.load_model()
+    for a, b in zip(best.get_weights(), final.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (dict(epochs=0), "epochs must be at least 1, got 0"),
+    (dict(epochs=-3), "epochs must be at least 1, got -3"),
+    (dict(batch_size=0), "batch size must be at least 1"),
+    (dict(learning_rate=-1.0), "learning rate must be positive"),
+    (dict(validation_split=1.5), r"validation split must be in \[0, 1\)"),
+    (dict(model="resnet"), "unknown model 'resnet'"),
+    (dict(early_stopping=3, validation_split=0.0), "need a validation split"),
+])
+def test_bad_settings_fail_before_anything_is_written(tmp_path, overrides, message):
+    with pytest.raises(DigitsError, match=message):
+        train(out=tmp_path / "run", verbose=0, **overrides)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_out_folder_that_holds_files_is_refused(tmp_path, mnist_dir):
+    (tmp_path / "keep.txt").write_text("mine")
+    with pytest.raises(DigitsError, match="already exists"):
+        train(out=tmp_path, data_dir=mnist_dir, **SMALL)
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
+
+
+def test_a_crash_mid_run_leaves_nothing_behind(tmp_path, mnist_dir, monkeypatch):
+    import digits.evaluation
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(digits.evaluation, "evaluate_arrays", broken)
+    with pytest.raises(RuntimeError):
+        train(out=tmp_path / "run", data_dir=mnist_dir, limit=500, epochs=1, verbose=0)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_dataset_fails_before_anything_is_written(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DigitsError, match="train-images-idx3-ubyte"):
+        train(out=tmp_path / "run", data_dir=empty, verbose=0, limit=500, epochs=1)
+    assert [p.name for p in tmp_path.iterdir()] == ["empty"]
+
+
+def test_config_round_trips_through_config_json(small_run, tmp_path):
+    from digits.training import load_config_file
+
+    cfg = load_config_file(small_run.path / "config.json")
+    assert cfg == TrainConfig(**{k: v for k, v in small_run.config.items() if k in TrainConfig.__dataclass_fields__})
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"model": "mlp", "epochz": 3}))
+    with pytest.raises(DigitsError, match="unknown config keys epochz"):
+        load_config_file(bad)
+
+
+@pytest.mark.slow
+def test_seed_001_reproduced_reaches_97_5_percent(tmp_path, mnist_dir):
+    """digits train --model mlp --epochs 5 on all 60k images: the seed's recipe, at least as accurate."""
+    run = train(model="mlp", epochs=5, seed=0, out=tmp_path / "seed001", data_dir=mnist_dir, verbose=0)
+    assert run.metrics["test_accuracy"] >= 0.975
