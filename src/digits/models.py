@@ -73,6 +73,37 @@ def _cnn():
     )
 
 
+def _cnn_bn():
+    """The stronger sibling: batch norm, strided convolutions instead of pooling, augmentation.
+
+    After the widely used Kaggle MNIST design (two 3×3 convolutions then a
+    strided 5×5 per block, batch normalization, dropout 0.4). The random
+    rotation (±10°), shift (±10%) and zoom (±10%) layers act only while
+    training; they also make the model kinder to users' own pictures.
+    """
+    import keras
+    from keras import layers
+
+    def conv(filters, size, strides=1, padding="same"):
+        return [layers.Conv2D(filters, size, strides=strides, padding=padding, use_bias=False),
+                layers.BatchNormalization(), layers.Activation("relu")]
+
+    return keras.Sequential(
+        [
+            keras.Input((28, 28), name="image"),
+            layers.Reshape((28, 28, 1)),
+            layers.RandomRotation(10 / 360, fill_mode="constant"),
+            layers.RandomTranslation(0.1, 0.1, fill_mode="constant"),
+            layers.RandomZoom(0.1, fill_mode="constant"),
+            *conv(32, 3), *conv(32, 3), *conv(32, 5, strides=2), layers.Dropout(0.4),
+            *conv(64, 3), *conv(64, 3), *conv(64, 5, strides=2), layers.Dropout(0.4),
+            *conv(128, 4, padding="valid"), layers.Flatten(), layers.Dropout(0.4),
+            layers.Dense(10, activation="softmax", name="probabilities"),
+        ],
+        name="cnn_bn",
+    )
+
+
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in [
@@ -84,6 +115,8 @@ MODELS: dict[str, ModelSpec] = {
                   epochs=10, batch_size=32, one_hot=True, seed="004"),
         ModelSpec("cnn", _cnn, "2×(conv3×3 ×2 → maxpool) → dropout → Dense(128) → 10",
                   epochs=6, batch_size=128, backend="tensorflow", jit_compile=False),
+        ModelSpec("cnn-bn", _cnn_bn, "augmentation → 2×(conv3×3 ×2 → conv5×5/2, batch norm, dropout) → conv4×4 → 10",
+                  epochs=15, batch_size=128, backend="tensorflow", jit_compile=False),
     ]
 }
 
