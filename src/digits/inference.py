@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -94,3 +95,76 @@ def load_predictor(model: str | os.PathLike | None) -> Predictor:
     if model is None:
         raise DigitsError("no model given; pass --model RUN_DIR")
     return Predictor.from_run(model)
+
+
+# ---------------------------------------------------------------------------
+# Recognizing users' pictures: the one code path behind `digits predict FILE`,
+# `digits read` and the HTTP API.
+
+ABSTAIN_BELOW = 0.5
+"""Below this top probability a prediction is reported as unsure (label None).
+
+Provisional: the measured value and how it was chosen are in the README,
+section "Abstaining"; ``--threshold`` / ``threshold=`` adjusts it.
+"""
+
+
+@dataclass
+class Prediction:
+    """What the model says about one picture.
+
+    ``label`` is None when the picture holds no digit or the model is unsure;
+    ``reason`` then says which.  ``image`` is the 28×28 array the model saw
+    (None when there was nothing to show it).
+    """
+
+    label: int | None
+    confidence: float
+    probabilities: list[float]
+    reason: str | None = None
+    image: np.ndarray | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict:
+        doc = {"label": self.label, "confidence": self.confidence, "probabilities": self.probabilities}
+        if self.reason:
+            doc["reason"] = self.reason
+        return doc
+
+
+def recognize(predictor: Predictor, pictures, *, threshold: float = ABSTAIN_BELOW) -> list[Prediction]:
+    """Normalize each picture the way MNIST was made, classify them in one batch, abstain when unsure.
+
+    `pictures` are Pillow images or arrays (a 28×28 MNIST-style array passes
+    through unchanged).  A picture with no ink gives ``label=None`` with the
+    reason instead of an exception, so one blank page does not fail a batch.
+    """
+    from digits.imaging import NoDigitError, to_mnist
+
+    if not 0 <= threshold <= 1:
+        raise DigitsError(f"threshold must be between 0 and 1, got {threshold}")
+    arrays: list[np.ndarray | None] = []
+    reasons: list[str | None] = []
+    for picture in pictures:
+        try:
+            arrays.append(to_mnist(picture))
+            reasons.append(None)
+        except NoDigitError as e:
+            arrays.append(None)
+            reasons.append(e.reason)
+    seen = [a for a in arrays if a is not None]
+    probabilities = iter(predictor.probabilities(np.stack(seen)) if seen else [])
+    results = []
+    for array, reason in zip(arrays, reasons):
+        if array is None:
+            results.append(Prediction(None, 0.0, [0.0] * 10, reason))
+            continue
+        p = next(probabilities)
+        best = int(p.argmax())
+        confidence = round(float(p[best]), 6)
+        rounded = [round(float(v), 6) for v in p]
+        if confidence < threshold:
+            reason = f"unsure: best guess {best} at {confidence:.2f}, below the threshold {threshold:.2f}"
+            results.append(Prediction(None, confidence, rounded, reason, array))
+        else:
+            results.append(Prediction(best, confidence, rounded, None, array))
+    return results
