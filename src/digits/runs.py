@@ -175,6 +175,8 @@ class Run:
         """The Keras model (imports Keras; choose the backend first)."""
         import keras
 
+        import digits.layers  # noqa: F401  (registers the custom layers a saved model may use)
+
         try:
             return keras.saving.load_model(self.model_path, compile=False)
         except Exception as e:  # Keras raises many types for a broken archive
