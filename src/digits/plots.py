@@ -265,7 +265,7 @@ def curves_png(plt, history: dict[str, list[float]],
         if metric == "accuracy":
             _percent_axis(ax)
         if drawn:
-            ax.legend(loc="lower right" if metric == "accuracy" else "upper right")
+            ax.legend(loc="best")
         else:
             _no_data(ax, "no history recorded")
     fig.suptitle(title)
@@ -351,8 +351,9 @@ def confusion_png(plt, confusion: np.ndarray, class_names=None):
     reds = colormaps["Reds"]
     off = rates.copy()
     np.fill_diagonal(off, 0)
-    top = max(float(off.max()), 1.0)
-    rgba = np.array([[reds(0.85 * min(off[i, j] / top, 1.0)) for j in range(k)] for i in range(k)])
+    top = max(float(off.max()), 2.0)  # rates under 2% stay pale however good the model
+    rgba = np.array([[reds(0.85 * min(off[i, j] / top, 1.0)) if off[i, j] > 0 else (1, 1, 1, 1)
+                      for j in range(k)] for i in range(k)])
     for i in range(k):
         rgba[i, i] = (0.86, 0.91, 0.96, 1.0)
     right.imshow(rgba, interpolation="nearest")
