@@ -7,7 +7,8 @@ its centre of mass in the middle.  A photo of a digit on paper is nothing like
 that, so every picture goes through the same steps NIST and LeCun used to make
 MNIST before a model sees it:
 
-1. :func:`load_image` reads any file Pillow can decode, turns it upright
+1. :func:`load_image` reads any file Pillow can decode (:func:`decode_image`
+   the same from bytes in memory, e.g. an HTTP upload), turns it upright
    (EXIF orientation), lays transparency on white paper and makes it grey.
 2. :func:`find_ink` decides which side of the grey scale is ink, evens out
    uneven lighting, finds the paper level and the noise on it, and keeps the
@@ -61,8 +62,10 @@ if TYPE_CHECKING:
 __all__ = [
     "MNIST_SIZE",
     "InkReport",
+    "ImageDecodeError",
     "NoDigitError",
     "Segment",
+    "decode_image",
     "find_ink",
     "load_image",
     "render_like_user",
@@ -186,6 +189,22 @@ class Segment:
 # Reading files
 
 
+class ImageDecodeError(DigitsError):
+    """A file or upload that cannot be read as an image (raised by :func:`load_image`
+    and :func:`decode_image`).
+
+    ``kind`` says why, for callers that answer differently (the HTTP API's
+    status codes): ``"unreadable"`` (missing path, directory, permissions),
+    ``"empty"`` (0 bytes), ``"not_image"`` (nothing Pillow recognizes),
+    ``"corrupt"`` (truncated or damaged data) or ``"too_large"`` (more pixels
+    than allowed: a decompression bomb).
+    """
+
+    def __init__(self, message: str, kind: str):
+        super().__init__(message)
+        self.kind = kind
+
+
 def load_image(path: str | os.PathLike[str]) -> Image.Image:
     """Read an image file as an upright greyscale ("L") picture on white paper.
 
@@ -195,32 +214,54 @@ def load_image(path: str | os.PathLike[str]) -> Image.Image:
     Transparent pixels become white paper, because drawing apps export
     strokes on a transparent background, which must not read as black ink.
 
-    Raises DigitsError, with one line naming the path, for a missing or
-    unreadable path, a directory, an empty file, a file that is not an image,
-    a truncated or corrupt image, and one whose pixel count exceeds Pillow's
-    ``Image.MAX_IMAGE_PIXELS`` (a decompression bomb: a small file that would
-    fill the memory when decoded).
+    Raises :class:`ImageDecodeError` (a DigitsError), with one line naming the
+    path, for a missing or unreadable path, a directory, an empty file, a file
+    that is not an image, a truncated or corrupt image, and one whose pixel
+    count exceeds Pillow's ``Image.MAX_IMAGE_PIXELS`` (a decompression bomb: a
+    small file that would fill the memory when decoded).
     """
     p = Path(path)
     try:
         if p.is_dir():
-            raise DigitsError(f"{p}: is a directory, not an image file")
+            raise ImageDecodeError(f"{p}: is a directory, not an image file", "unreadable")
         size = p.stat().st_size
     except FileNotFoundError:
-        raise DigitsError(f"{p}: no such file") from None
+        raise ImageDecodeError(f"{p}: no such file", "unreadable") from None
     except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the name
-        raise DigitsError(f"{p}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+        raise ImageDecodeError(f"{p}: cannot read: {getattr(exc, 'strerror', None) or exc}", "unreadable") from None
     if size == 0:
-        raise DigitsError(f"{p}: is empty (0 bytes), not an image")
+        raise ImageDecodeError(f"{p}: is empty (0 bytes), not an image", "empty")
+    return _decode(p, str(p))
+
+
+def decode_image(data: bytes, name: str = "upload", *, max_pixels: int | None = None) -> Image.Image:
+    """Decode an image held in memory (an HTTP upload) exactly as :func:`load_image` reads a file.
+
+    The same formats, orientation, transparency and checks, with the same
+    one-line :class:`ImageDecodeError` messages naming `name` instead of a
+    path.  What the bytes are is decided by decoding them, never by a
+    declared content type or file name.  `max_pixels` lowers the
+    decompression-bomb limit below Pillow's ``Image.MAX_IMAGE_PIXELS`` (a
+    server may want a tighter bound than a command-line tool).
+    """
+    if not data:
+        raise ImageDecodeError(f"{name}: is empty (0 bytes), not an image", "empty")
+    return _decode(io.BytesIO(data), name, max_pixels)
+
+
+def _decode(source: Path | io.BytesIO, name: str, max_pixels: int | None = None) -> Image.Image:
+    """Open, check and fully decode `source`; the shared body of load_image and decode_image."""
+    limit = Image.MAX_IMAGE_PIXELS
+    if max_pixels is not None:
+        limit = max_pixels if limit is None else min(limit, max_pixels)
     try:
         with warnings.catch_warnings():
             # Pillow only *warns* between MAX_IMAGE_PIXELS and twice that;
             # both must be refused, so the warning is turned into an error.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(p) as img:
+            with Image.open(source) as img:
                 # The filter above is process-wide state that another thread
                 # may be changing; this check is not.
-                limit = Image.MAX_IMAGE_PIXELS
                 if limit is not None and img.width * img.height > limit:
                     raise Image.DecompressionBombError(f"{img.width}x{img.height} pixels")
                 img.seek(0)
@@ -228,16 +269,18 @@ def load_image(path: str | os.PathLike[str]) -> Image.Image:
                 upright = ImageOps.exif_transpose(img)
                 return _pil_to_l(upright)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise DigitsError(
-            f"{p}: image is too large to decode safely (over {Image.MAX_IMAGE_PIXELS} pixels)"
+        raise ImageDecodeError(
+            f"{name}: image is too large to decode safely (over {limit} pixels)", "too_large"
         ) from None
     except UnidentifiedImageError:
-        raise DigitsError(f"{p}: not an image file Pillow can read") from None
+        raise ImageDecodeError(f"{name}: not an image file Pillow can read", "not_image") from None
     except PermissionError:
-        raise DigitsError(f"{p}: cannot read: permission denied") from None
+        raise ImageDecodeError(f"{name}: cannot read: permission denied", "unreadable") from None
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError) as exc:
         # Pillow's decoders report damaged data with any of these.
-        raise DigitsError(f"{p}: truncated or corrupt image ({type(exc).__name__}: {exc})") from None
+        raise ImageDecodeError(
+            f"{name}: truncated or corrupt image ({type(exc).__name__}: {exc})", "corrupt"
+        ) from None
 
 
 def _pil_to_l(img: Image.Image) -> Image.Image:

@@ -1,0 +1,81 @@
+"""Inference speed per model and backend: throughput at batch 1, 32 and 1024, and one-image latency.
+
+For each backend (a fresh process each, since Keras fixes its backend at
+import) and each registry model, measures:
+
+- ``model.predict`` on one image (what the seeds do): the per-call overhead;
+- Digits' :class:`~digits.inference.Predictor` on one image (what the API and
+  ``digits predict`` use);
+- Predictor throughput in images per second at batch sizes 1, 32 and 1024.
+
+Weights are random: speed does not depend on them.  Prints a Markdown table.
+
+    python benchmarks/inference.py [--backends jax tensorflow] [--models mlp cnn]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+WORKER = r'''
+import json, sys, time
+import numpy as np
+from digits.backend import use_backend
+use_backend(sys.argv[1])
+from digits.inference import Predictor
+from digits.models import build_model
+
+def best_of(fn, repeats, inner):
+    fn()  # warm-up: compile
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        times.append((time.perf_counter() - t) / inner)
+    return min(times)
+
+rows = []
+for name in sys.argv[2].split(","):
+    model = build_model(name)
+    predictor = Predictor(model)
+    rng = np.random.default_rng(0)
+    one = rng.random((1, 28, 28), dtype=np.float32)
+    row = {"backend": sys.argv[1], "model": name,
+           "predict_1_ms": 1000 * best_of(lambda: model.predict(one, verbose=0), 3, 10),
+           "predictor_1_ms": 1000 * best_of(lambda: predictor.probabilities(one), 5, 50)}
+    for batch in (1, 32, 1024):
+        x = rng.random((batch, 28, 28), dtype=np.float32)
+        inner = max(1, 2048 // batch)
+        row[f"ips_{batch}"] = batch / best_of(lambda: predictor.probabilities(x), 3, inner)
+    rows.append(row)
+print("RESULT " + json.dumps(rows))
+'''
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--backends", nargs="+", default=["jax", "tensorflow"])
+    parser.add_argument("--models", nargs="+", default=["mlp", "mlp2", "mlp-256-128", "cnn", "cnn-bn"])
+    args = parser.parse_args()
+    rows = []
+    for backend in args.backends:
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+        proc = subprocess.run([sys.executable, "-c", WORKER, backend, ",".join(args.models)],
+                              capture_output=True, text=True, env=env)
+        if proc.returncode:
+            sys.exit(f"{backend} failed:\n{proc.stderr[-2000:]}")
+        rows += json.loads(next(l for l in proc.stdout.splitlines() if l.startswith("RESULT "))[7:])
+    print("| model | backend | model.predict, 1 image | Predictor, 1 image | images/s at batch 1 | at 32 | at 1024 |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for r in sorted(rows, key=lambda r: (args.models.index(r["model"]), r["backend"])):
+        print(f"| {r['model']} | {r['backend']} | {r['predict_1_ms']:.2f} ms | {r['predictor_1_ms']:.3f} ms | "
+              f"{r['ips_1']:,.0f} | {r['ips_32']:,.0f} | {r['ips_1024']:,.0f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,316 @@
+"""Load test of `digits serve`: concurrent single-image predictions against the real server, on loopback.
+
+A bounded run: the server starts in its own process on 127.0.0.1 (a free
+port), answers `--warmup` requests that are not counted, then `--requests`
+single-image POST /v1/predict requests from `--concurrency` client threads
+(each with its own keep-alive connection), stopping early only at
+`--time-cap` seconds.  Prints, per configuration: throughput, latency
+p50/p95/p99/max, the error count (any non-200 answer or failed request; must
+be 0), how many answers were the true digit, and the server's memory (RSS of
+the server and its worker processes) before and after the load, and its peak.
+
+    python benchmarks/serve_load.py [--model RUN_DIR] [--runtime keras onnx] [--requests 2000]
+                                    [--concurrency 8] [--payload png|photo|pixels] [--workers 1]
+                                    [--micro-batch] [--time-cap 300] [--data-dir DIR] [--json]
+    python benchmarks/serve_load.py --forward [--model RUN_DIR]   # model call alone, Keras vs ONNX Runtime
+
+Without --model it trains a small model first (mlp on 3,000 images, 2
+epochs: the answers' accuracy does not matter for the timing); `--model
+bundled` serves the model bundled with Digits.  Payloads: `png`, the MNIST
+test digits as 28×28 PNG files, dark on white; `photo`, the same digits
+rendered as phone photos (JPEG, about 200×170, see
+digits.imaging.render_like_user); `pixels`, JSON 28×28 arrays.  The client
+runs on the same machine, so it competes with the server for the CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+HOST = "127.0.0.1"  # loopback only
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def _tree_rss(pid: int) -> tuple[int, int]:
+    """(RSS, peak RSS) in bytes of a process and all its descendants, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    rss = peak = 0
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        todo.extend(children.get(p, []))
+        try:
+            status = Path(f"/proc/{p}/status").read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        rss += int(fields.get("VmRSS", "0 kB").split()[0]) * 1024
+        peak += int(fields.get("VmHWM", "0 kB").split()[0]) * 1024
+    return rss, peak
+
+
+def _payloads(kind: str, data_dir: str | None, n: int = 500):
+    """(httpx request kwargs, true label) for the first n MNIST test digits."""
+    from PIL import Image
+
+    from digits.datasets import load_dataset
+
+    data = load_dataset("mnist", data_dir=data_dir, progress=False)
+    rng = np.random.default_rng(0)
+    out = []
+    for x, y in zip(data.x_test[:n], data.y_test[:n]):
+        if kind == "pixels":
+            out.append(({"json": {"pixels": x.tolist()}}, int(y)))
+            continue
+        buf = io.BytesIO()
+        if kind == "png":
+            Image.fromarray(255 - x).save(buf, "PNG")
+            name = "digit.png"
+        else:
+            from digits.imaging import render_like_user
+
+            render_like_user(x, rng).save(buf, "JPEG", quality=90)
+            name = "photo.jpg"
+        out.append(({"files": {"file": (name, buf.getvalue())}}, int(y)))
+    return out
+
+
+def _train_small(data_dir: str | None, folder: Path) -> str:
+    code = ("from digits.training import train; import sys; "
+            "train(model='mlp', limit=3000, epochs=2, seed=1, out=sys.argv[1], "
+            "data_dir=sys.argv[2] or None, verbose=0)")
+    subprocess.run([sys.executable, "-c", code, str(folder / "mlp"), data_dir or ""], check=True)
+    return str(folder / "mlp")
+
+
+def _start_server(model: str | None, runtime: str, workers: int, micro_batch: bool, log: Path):
+    port = _free_port()
+    args = [sys.executable, "-m", "digits.cli", "serve", "--host", HOST, "--port", str(port),
+            "--runtime", runtime, "--workers", str(workers), "--log-level", "warning"]
+    if model is not None:
+        args += ["--model", model]
+    if micro_batch:
+        args.append("--micro-batch")
+    out = open(log, "wb")
+    proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+    out.close()
+    import httpx
+
+    url = f"http://{HOST}:{port}"
+    deadline = time.monotonic() + 180
+    healthy = 0
+    while healthy < workers:
+        if proc.poll() is not None:
+            raise SystemExit(f"the server exited with {proc.returncode}:\n{log.read_text()[-2000:]}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise SystemExit(f"the server did not start within 180 s:\n{log.read_text()[-2000:]}")
+        try:
+            healthy += httpx.get(f"{url}/v1/health", timeout=2).status_code == 200
+        except httpx.TransportError:
+            time.sleep(0.2)
+    if workers > 1:
+        time.sleep(5)  # every worker answering: health only proves one
+    return proc, url
+
+
+def _load(url: str, payloads, requests: int, concurrency: int, time_cap: float) -> dict:
+    import httpx
+
+    lock = threading.Lock()
+    next_index = [0]
+    latencies: list[float] = []
+    errors: list[str] = []
+    right = [0]
+    deadline = time.monotonic() + time_cap
+
+    def worker():
+        with httpx.Client(base_url=url, timeout=60) as client:
+            while True:
+                with lock:
+                    i = next_index[0]
+                    if i >= requests or time.monotonic() > deadline:
+                        return
+                    next_index[0] += 1
+                kwargs, truth = payloads[i % len(payloads)]
+                started = time.perf_counter()
+                try:
+                    r = client.post("/v1/predict", **kwargs)
+                    elapsed = time.perf_counter() - started
+                    ok = r.status_code == 200
+                    label = r.json().get("label") if ok else None
+                except Exception as e:  # a failed request is an error, not a crash of the benchmark
+                    elapsed, ok, label = time.perf_counter() - started, False, None
+                    r = e
+                with lock:
+                    latencies.append(elapsed)
+                    if ok:
+                        right[0] += label == truth
+                    else:
+                        errors.append(str(getattr(r, "status_code", r)))
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        for f in [pool.submit(worker) for _ in range(concurrency)]:
+            f.result()
+    wall = time.perf_counter() - started
+    ms = np.array(latencies) * 1000
+    return {
+        "requests": len(latencies),
+        "seconds": round(wall, 2),
+        "throughput_rps": round(len(latencies) / wall, 1),
+        "p50_ms": round(float(np.percentile(ms, 50)), 2),
+        "p95_ms": round(float(np.percentile(ms, 95)), 2),
+        "p99_ms": round(float(np.percentile(ms, 99)), 2),
+        "max_ms": round(float(ms.max()), 2),
+        "errors": len(errors),
+        "error_kinds": sorted(set(errors))[:5],
+        "correct": right[0],
+        "capped": len(latencies) < requests,
+    }
+
+
+def forward_latency(model: str, data_dir: str | None, calls: int = 5000) -> list[dict]:
+    """Single-image latency in this process: the model call alone, and recognize() on a 28×28 PNG.
+
+    Keras runs on JAX (what `digits serve` uses); ONNX Runtime on the export
+    (made first if missing, as `digits serve --runtime onnx` does).
+    """
+    from PIL import Image
+
+    from digits.backend import use_backend
+
+    use_backend("jax")
+    from digits.cli import _onnx_export_for
+    from digits.datasets import load_dataset
+    from digits.export import OnnxPredictor
+    from digits.imaging import decode_image
+    from digits.inference import Predictor, recognize
+
+    data = load_dataset("mnist", data_dir=data_dir, progress=False)
+    x = data.x_test[:1].astype(np.float32) / 255
+    buf = io.BytesIO()
+    Image.fromarray(255 - data.x_test[0]).save(buf, "PNG")
+    png = buf.getvalue()
+    predictors = {"keras (jax)": Predictor.from_run(model),
+                  "onnxruntime": OnnxPredictor.from_run(model, _onnx_export_for(model))}
+    rows = []
+    for name, p in predictors.items():
+        def timed(fn, n):
+            for _ in range(min(200, n)):
+                fn()
+            t = []
+            for _ in range(n):
+                t0 = time.perf_counter()
+                fn()
+                t.append(time.perf_counter() - t0)
+            return np.array(t) * 1e6
+
+        forward = timed(lambda p=p: p.probabilities(x), calls)
+        whole = timed(lambda p=p: recognize(p, [decode_image(png)]), calls // 5)
+        rows.append({"runtime": name,
+                     "forward_p50_us": round(float(np.median(forward)), 1),
+                     "forward_p99_us": round(float(np.percentile(forward, 99)), 1),
+                     "decode_recognize_p50_us": round(float(np.median(whole)), 1)})
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", help="RUN_DIR, or 'bundled' (default: train a small model first)")
+    parser.add_argument("--runtime", nargs="+", choices=("keras", "onnx"), default=["keras", "onnx"])
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument("--payload", choices=("png", "photo", "pixels"), default="png")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--micro-batch", action="store_true")
+    parser.add_argument("--time-cap", type=float, default=300, help="seconds; stop early past this")
+    parser.add_argument("--data-dir", default=os.environ.get("DIGITS_DATA_DIR"))
+    parser.add_argument("--json", action="store_true", help="print one JSON object per configuration")
+    parser.add_argument("--forward", action="store_true",
+                        help="instead: single-image latency of the model call, Keras (JAX) vs ONNX Runtime")
+    args = parser.parse_args()
+
+    if args.forward:
+        with tempfile.TemporaryDirectory(prefix="digits-serve-load-") as tmp:
+            model = args.model or _train_small(args.data_dir, Path(tmp))
+            rows = forward_latency(model, args.data_dir)
+        print("| runtime | model call p50 µs | model call p99 µs | decode + recognize() p50 µs |")
+        print("|---|---|---|---|")
+        for r in rows:
+            print(f"| {r['runtime']} | {r['forward_p50_us']} | {r['forward_p99_us']} | "
+                  f"{r['decode_recognize_p50_us']} |")
+        return 0
+
+    with tempfile.TemporaryDirectory(prefix="digits-serve-load-") as tmp:
+        tmp = Path(tmp)
+        model = None if args.model == "bundled" else args.model or _train_small(args.data_dir, tmp)
+        payloads = _payloads(args.payload, args.data_dir)
+        rows = []
+        for runtime in args.runtime:
+            proc, url = _start_server(model, runtime, args.workers, args.micro_batch, tmp / f"{runtime}.log")
+            try:
+                _load(url, payloads, args.warmup, args.concurrency, 60)
+                before, _ = _tree_rss(proc.pid)
+                result = _load(url, payloads, args.requests, args.concurrency, args.time_cap)
+                after, peak = _tree_rss(proc.pid)
+            finally:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+            result.update(runtime=runtime, payload=args.payload, concurrency=args.concurrency,
+                          workers=args.workers, micro_batch=args.micro_batch,
+                          rss_before_mb=round(before / 2**20, 1), rss_after_mb=round(after / 2**20, 1),
+                          rss_peak_mb=round(peak / 2**20, 1))
+            rows.append(result)
+            if args.json:
+                print(json.dumps(result), flush=True)
+
+    if not args.json:
+        print(f"\n{args.requests} requests, {args.concurrency} concurrent, payload {args.payload}, "
+              f"{args.workers} worker(s){', micro-batching' if args.micro_batch else ''}, "
+              f"{os.cpu_count()} CPUs (client and server share them)\n")
+        print("| runtime | req/s | p50 ms | p95 ms | p99 ms | max ms | errors | correct | "
+              "RSS before MB | RSS after MB | peak MB |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        for r in rows:
+            print(f"| {r['runtime']} | {r['throughput_rps']} | {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} | "
+                  f"{r['max_ms']} | {r['errors']} | {r['correct']}/{r['requests']} | {r['rss_before_mb']} | "
+                  f"{r['rss_after_mb']} | {r['rss_peak_mb']} |")
+    bad = [r for r in rows if r["errors"] or r["capped"]]
+    for r in bad:
+        print(f"{r['runtime']}: {r['errors']} errors {r['error_kinds']}"
+              f"{', stopped at the time cap' if r['capped'] else ''}", file=sys.stderr)
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
