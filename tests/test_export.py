@@ -77,8 +77,8 @@ def test_export_matches_keras_on_1000_test_images(run, exported, test_images, fm
 def test_onnx_predictor_recognizes_like_keras(run, exported, test_images):
     _, raw, labels = test_images
     pictures = [255 - x for x in raw]  # dark on light, as people send them
-    onnx = recognize(OnnxPredictor.from_run(run), pictures)
-    keras = recognize(Predictor.from_run(run), pictures)
+    onnx = recognize(OnnxPredictor.from_run(run), pictures, threshold=0)
+    keras = recognize(Predictor.from_run(run), pictures, threshold=0)
     assert [p.label for p in onnx] == [p.label for p in keras]
     assert np.abs(np.array([p.probabilities for p in onnx]) - [p.probabilities for p in keras]).max() <= 2e-6
     assert np.mean([p.label == y for p, y in zip(onnx, labels)]) > 0.8

@@ -23,6 +23,9 @@ from digits.serving.app import STATIC_DIR, factory
 from digits.serving.batching import BatchingPredictor
 
 
+TINY_THRESHOLD = 0.5
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, mnist_dir):
     from digits.training import train
@@ -38,7 +41,8 @@ def predictor(run):
 
 @pytest.fixture(scope="module")
 def client(predictor):
-    app = create_app(predictor, max_upload_bytes=200_000, max_batch=4)
+    # The tiny test model is often less than 80% sure (the default threshold); 0.5 keeps labels.
+    app = create_app(predictor, max_upload_bytes=200_000, max_batch=4, threshold=TINY_THRESHOLD)
     with TestClient(app) as c:
         yield c
 
@@ -97,7 +101,7 @@ def test_upload_answers_exactly_what_predict_answers(client, predictor, mnist, t
         data = png(x)
         path = tmp_path / f"{i}.png"
         path.write_bytes(data)
-        (expected,) = recognize(predictor, [load_image(path)])
+        (expected,) = recognize(predictor, [load_image(path)], threshold=TINY_THRESHOLD)
         r = client.post("/v1/predict", files={"file": (path.name, data, "image/png")})
         assert r.status_code == 200, r.text
         body = r.json()
@@ -113,7 +117,7 @@ def test_pixels_json(client, predictor, mnist):
     for x, y in zip(images[:12], labels[:12]):
         r = client.post("/v1/predict", json={"pixels": x.tolist()})
         assert r.status_code == 200, r.text
-        (expected,) = recognize(predictor, [x / np.float32(255)])
+        (expected,) = recognize(predictor, [x / np.float32(255)], threshold=TINY_THRESHOLD)
         assert r.json() == {**expected.to_dict(), "model": "mlp"}
         right += r.json()["label"] == y
     assert right >= 10
@@ -453,7 +457,7 @@ def test_batching_predictor_keeps_errors_to_their_caller():
 
 def test_micro_batched_app_answers_the_same(predictor, client, mnist):
     images, _ = mnist
-    with TestClient(create_app(predictor, micro_batch=True)) as c:
+    with TestClient(create_app(predictor, micro_batch=True, threshold=TINY_THRESHOLD)) as c:
         def ask(i):
             return c.post("/v1/predict", json={"pixels": images[i].tolist()}).json()
 
