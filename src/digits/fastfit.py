@@ -30,14 +30,25 @@ def fit(model, *, optimizer, loss, x, y, batch_size, jit_compile=True, **fit_kwa
         trainer = MicroBatched(model, batch_size)
         trainer.compile(optimizer=optimizer, loss=loss, metrics=metrics)
         return trainer.fit(x, y, batch_size=batch_size * STEPS_PER_CALL, **fit_kwargs)
+    steps = STEPS_PER_CALL if backend == "tensorflow" else 1
+    if backend == "tensorflow" and _tf_strategy_is_active():
+        # --distribute: under MirroredStrategy, TensorFlow 2.21 fails ("must feed a value for
+        # placeholder tensor") with XLA or with several steps per call: one plain step per call.
+        steps, jit_compile = 1, False
     model.compile(
         optimizer=optimizer,
         loss=loss,
         metrics=metrics,
         jit_compile=jit_compile if backend == "tensorflow" else "auto",
-        steps_per_execution=STEPS_PER_CALL if backend == "tensorflow" else 1,
+        steps_per_execution=steps,
     )
     return model.fit(x, y, batch_size=batch_size, **fit_kwargs)
+
+
+def _tf_strategy_is_active() -> bool:
+    import tensorflow as tf
+
+    return tf.distribute.has_strategy()
 
 
 class MicroBatched(keras.Model):
@@ -56,6 +67,8 @@ class MicroBatched(keras.Model):
 
         from keras.src.backend.jax.trainer import JAXTrainer
 
+        from digits.distribute import spread_micro_batches
+
         one_step = JAXTrainer.train_step  # Keras's own batch step, applied per micro-batch
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         b, n = self.micro_batch, x.shape[0]
@@ -68,6 +81,7 @@ class MicroBatched(keras.Model):
 
             xs = x[: full * b].reshape((full, b) + x.shape[1:])
             ys = y[: full * b].reshape((full, b) + y.shape[1:])
+            xs, ys = spread_micro_batches(xs), spread_micro_batches(ys)  # --distribute: split each step
             state, logs = jax.lax.scan(scan_step, state, (xs, ys))
             logs = jax.tree.map(lambda v: v[-1], logs)  # metrics accumulate; the last is the total
         if n % b:  # the epoch's last, smaller batch, exactly as fit(batch_size=b) would do

@@ -13,6 +13,7 @@ import json
 import os
 import platform
 import random
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from digits import distribute
 from digits.backend import running_backend, use_backend
 from digits.datasets import load_dataset
 from digits.errors import DigitsError
@@ -43,7 +45,8 @@ class TrainConfig:
     checkpoint_best: bool = False  # keep the epoch with the best val_loss, not the last
     limit: int | None = None  # train on the first N training images (quick tries, tests)
     backend: str | None = None  # None: the model's measured fastest (see digits.models)
-    extra: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)  # "architecture": the model's settings (digits tune)
+    distribute: bool = False  # data-parallel over every device (digits.distribute)
 
     def resolved(self) -> "TrainConfig":
         """Fill every None from the model's recipe and check the values."""
@@ -75,6 +78,9 @@ def _check(cfg: TrainConfig) -> None:
         raise DigitsError(f"limit must be at least 10 images, got {cfg.limit}")
     if (cfg.early_stopping or cfg.checkpoint_best) and cfg.validation_split == 0:
         raise DigitsError("early stopping and --checkpoint-best need a validation split above 0")
+    if not isinstance(cfg.extra, dict):
+        raise DigitsError(f"extra must be a JSON object, got {cfg.extra!r}")
+    get_model_spec(cfg.model).architecture(cfg.extra.get("architecture"))
 
 
 def to_inputs(images: np.ndarray) -> np.ndarray:
@@ -99,6 +105,10 @@ def train(
     cfg = TrainConfig(**{**asdict(config), **overrides}).resolved()
     writer = RunWriter.create(out, cfg.model)  # fails early, before any training, on a bad --out
     use_backend(cfg.backend)
+    if cfg.distribute:  # multi-host: every process trains alike, the first one writes the run
+        cfg.seed = distribute.shared_seed(cfg.backend, cfg.seed)
+        if not distribute.is_chief(cfg.backend):
+            writer = RunWriter.create(Path(tempfile.mkdtemp(prefix="digits-worker-")) / "run", cfg.model)
     data = load_dataset(cfg.dataset, data_dir=data_dir, progress=verbose > 0)
 
     import keras
@@ -106,46 +116,18 @@ def train(
     from digits import fastfit
     from digits.evaluation import evaluate_arrays
 
-    spec = get_model_spec(cfg.model)
-    keras.utils.set_random_seed(cfg.seed)
-    x_train, y_train = data.x_train, data.y_train
-    if cfg.limit:
-        x_train, y_train = x_train[: cfg.limit], y_train[: cfg.limit]
-    x, y = to_inputs(x_train), _labels(y_train, spec.one_hot)
+    x, y = training_arrays(cfg, data)
 
     with writer, ThreadPoolExecutor(max_workers=1) as background:
         # The samples figure needs only the data: matplotlib draws it on the second core
         # while the model trains (about half a second off every run).
         samples_figure = background.submit(writer.write_samples, data)
-        model = spec.build()
-        n_fit = len(x) - int(len(x) * cfg.validation_split)
-        steps = cfg.epochs * -(-n_fit // cfg.batch_size)
-        lr = cfg.learning_rate
-        if cfg.lr_schedule == "cosine":
-            lr = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, decay_steps=steps)
-        loss = "categorical_crossentropy" if spec.one_hot else "sparse_categorical_crossentropy"
         callbacks = [keras.callbacks.CSVLogger(str(writer.path / "history.csv"))]
-        if cfg.early_stopping:
-            callbacks.append(keras.callbacks.EarlyStopping(
-                patience=cfg.early_stopping, restore_best_weights=True, verbose=verbose))
         if cfg.checkpoint_best:
             callbacks.append(fastfit.BestCheckpoint(writer.path / "best.keras", verbose=verbose))
-        if verbose:
-            model.summary()
         started = time.perf_counter()
-        history = fastfit.fit(
-            model,
-            optimizer=keras.optimizers.Adam(lr),
-            loss=loss,
-            x=x,
-            y=y,
-            epochs=cfg.epochs,
-            batch_size=cfg.batch_size,
-            validation_split=cfg.validation_split,
-            callbacks=callbacks,
-            verbose=verbose,
-            jit_compile=spec.jit_compile,
-        )
+        model, history, placement = fit_model(cfg, x, y, callbacks=callbacks, verbose=verbose)
+        n_fit = len(x) - int(len(x) * cfg.validation_split)
         train_seconds = time.perf_counter() - started
         if cfg.checkpoint_best and (writer.path / "best.keras").exists():
             model.load_weights(writer.path / "best.keras")
@@ -165,6 +147,7 @@ def train(
         metrics.update({f"final_{k}": round(v, 6) for k, v in last.items()})
         config_doc = {
             **asdict(cfg),
+            "devices": placement.devices,
             "dataset_source": data.source,
             "class_names": list(data.class_names),
             "versions": _versions(),
@@ -176,6 +159,61 @@ def train(
         samples_figure.result()
         writer.write_curves(history.history)
     return Run(writer.final_path)
+
+
+def training_arrays(cfg: TrainConfig, data) -> tuple[np.ndarray, np.ndarray]:
+    """The training images a run uses (the first `limit`), as model inputs and labels.
+
+    ``validation_split`` is carved from their end by ``fit``; the test split is not here.
+    """
+    x_train, y_train = data.x_train, data.y_train
+    if cfg.limit:
+        x_train, y_train = x_train[: cfg.limit], y_train[: cfg.limit]
+    return to_inputs(x_train), _labels(y_train, get_model_spec(cfg.model).one_hot)
+
+
+def fit_model(cfg: TrainConfig, x: np.ndarray, y: np.ndarray, *, callbacks=(), verbose: int = 0):
+    """Build `cfg`'s model and fit it: the recipe of ``digits train``, and of every tuning trial.
+
+    `cfg` is resolved and its backend chosen.  Seeds Keras, builds the model
+    with its architecture settings, schedules the learning rate, adds early
+    stopping if asked, and fits on (`x`, `y`) less the validation split (on
+    every device if ``cfg.distribute``).  Returns (model, history, placement).
+    """
+    import keras
+
+    from digits import fastfit
+
+    spec = get_model_spec(cfg.model)
+    keras.utils.set_random_seed(cfg.seed)
+    callbacks = list(callbacks)
+    if cfg.early_stopping:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            patience=cfg.early_stopping, restore_best_weights=True, verbose=verbose))
+    with distribute.data_parallel(cfg.distribute, cfg.batch_size) as placement:
+        model = spec.build(**spec.architecture(cfg.extra.get("architecture")))
+        n_fit = len(x) - int(len(x) * cfg.validation_split)
+        steps = cfg.epochs * -(-n_fit // cfg.batch_size)
+        lr = cfg.learning_rate
+        if cfg.lr_schedule == "cosine":
+            lr = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, decay_steps=steps)
+        loss = "categorical_crossentropy" if spec.one_hot else "sparse_categorical_crossentropy"
+        if verbose:
+            model.summary()
+        history = fastfit.fit(
+            model,
+            optimizer=keras.optimizers.Adam(lr),
+            loss=loss,
+            x=x,
+            y=y,
+            epochs=cfg.epochs,
+            batch_size=cfg.batch_size,
+            validation_split=cfg.validation_split,
+            callbacks=callbacks,
+            verbose=verbose,
+            jit_compile=spec.jit_compile,
+        )
+    return model, history, placement
 
 
 def _labels(y: np.ndarray, one_hot: bool) -> np.ndarray:
@@ -213,7 +251,7 @@ def load_config_file(path: str | os.PathLike) -> TrainConfig:
     except (OSError, ValueError) as e:
         raise DigitsError(f"{path}: not a readable JSON config ({e})") from None
     known = TrainConfig.__dataclass_fields__
-    unknown = sorted(set(doc) - set(known) - {"dataset_source", "class_names", "versions"})
+    unknown = sorted(set(doc) - set(known) - {"dataset_source", "class_names", "versions", "devices"})
     if unknown:
         raise DigitsError(f"{path}: unknown config keys {', '.join(unknown)}")
     return TrainConfig(**{k: v for k, v in doc.items() if k in known})
