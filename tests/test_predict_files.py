@@ -142,6 +142,24 @@ def test_a_folder_is_read_in_natural_order_skipping_other_files(tiny_run, test_d
     assert [line.split(":")[0] for line in out] == [str(folder / f"digit{i}.JPG") for i in (1, 2, 10)]
 
 
+def test_progress_counts_files_on_stderr_and_keeps_stdout_clean(tiny_run, test_digits, tmp_path, capsys):
+    import digits.cli
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(5):
+        Image.fromarray(255 - test_digits[0][i]).save(folder / f"{i}.png")
+    original = digits.cli._Progress.__init__.__defaults__
+    digits.cli._Progress.__init__.__defaults__ = (2,)  # report every 2 files
+    try:
+        assert main(["predict", "--model", str(tiny_run), "--json", "--progress", str(folder)]) == 0
+    finally:
+        digits.cli._Progress.__init__.__defaults__ = original
+    captured = capsys.readouterr()
+    assert len(_json_lines(captured.out)) == 5
+    assert "\r2 files done" in captured.err and "5 files done" in captured.err
+
+
 def test_text_output_and_top_k(tiny_run, test_digits, tmp_path, capsys):
     path = tmp_path / "seven.png"
     _photo(test_digits[0][0]).save(path)

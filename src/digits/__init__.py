@@ -27,6 +27,10 @@ _LAZY = {
     "evaluate": "digits.evaluation",
     "predict_test_images": "digits.evaluation",
     "Run": "digits.runs",
+    "recognize": "digits.inference",
+    "load_predictor": "digits.inference",
+    "ensemble": "digits.ensemble",
+    "tune": "digits.tuning",
 }
 
 __all__ = ["DigitsError", "use_backend", *_LAZY]

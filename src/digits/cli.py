@@ -117,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
                         f"else report the picture as unsure (default: {ABSTAIN_BELOW})")
     p.add_argument("--show-preprocessed", metavar="DIR",
                    help="save the 28x28 image the model saw for each file in DIR, as NAME.png")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="count files on stderr as they are done (default: when stderr is a terminal)")
     _add_data_dir(p)
     _add_backend(p)
     p.set_defaults(func=cmd_predict, parser=p)
@@ -344,6 +346,31 @@ def _load_predictor(args):
     return load_predictor(args.run)
 
 
+class _Progress:
+    """A one-line count of files done, rewritten in place on stderr (results stay on stdout)."""
+
+    def __init__(self, enabled: bool, every: int = 256):
+        import time
+
+        self.enabled, self.every, self.count, self.started = enabled, every, 0, time.perf_counter()
+
+    def step(self) -> None:
+        self.count += 1
+        if self.enabled and self.count % self.every == 0:
+            self._show("\r")
+
+    def done(self) -> None:
+        if self.enabled:
+            self._show("\r")
+            print(file=sys.stderr)
+
+    def _show(self, prefix: str) -> None:
+        import time
+
+        rate = self.count / max(time.perf_counter() - self.started, 1e-9)
+        print(f"{prefix}{self.count:,} files done ({rate:,.0f}/s)", end="", file=sys.stderr, flush=True)
+
+
 class _Failures:
     """Per-file errors: one line each on stderr, the other files go on; exit 2 at the end.
 
@@ -404,7 +431,9 @@ def _predict_files(args) -> None:
             raise DigitsError(f"{folder}: cannot create the folder ({e.strerror or e})") from None
     predictor = _load_predictor(args)
     failures, taken = _Failures("predict"), set()
+    progress = _Progress(sys.stderr.isatty() if args.progress is None else args.progress)
     for path, result in recognize_files(predictor, args.files, threshold=threshold):
+        progress.step()
         if isinstance(result, DigitsError):
             failures.seen(result)
             continue
@@ -429,6 +458,7 @@ def _predict_files(args) -> None:
         if len(top) > 1:
             line += f"  top {len(top)}: " + ", ".join(f"{d} {p:.3f}" for d, p in top)
         print(line, flush=True)
+    progress.done()
     failures.finish()
 
 
