@@ -200,13 +200,9 @@ class OnnxPredictor:
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """(N, 28, 28) float images in [0, 1] → (N, 10) float32 probabilities."""
-        x = np.ascontiguousarray(images, dtype=np.float32)
-        if x.ndim == 2:
-            x = x[None]
-        if x.ndim != 3 or x.shape[1:] != (28, 28):
-            raise DigitsError(f"expected images of shape (N, 28, 28), got {x.shape}")
-        if not np.isfinite(x).all():
-            raise DigitsError("images contain NaN or infinite values")
+        from digits.inference import checked_images
+
+        x = checked_images(images)
         if len(x) == 0:
             return np.zeros((0, 10), np.float32)
         return self.session.run(None, {self._input: x})[0]

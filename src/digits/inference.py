@@ -29,6 +29,21 @@ def _bucket(n: int) -> int:
     return min(MAX_CHUNK, 1 << max(0, (n - 1).bit_length()))
 
 
+def checked_images(images) -> np.ndarray:
+    """`images` as a contiguous float32 (N, 28, 28) batch (one 28×28 image gets a batch axis).
+
+    Every predictor (Keras or ONNX) refuses the same bad input with the same message.
+    """
+    x = np.ascontiguousarray(images, dtype=np.float32)
+    if x.ndim == 2:
+        x = x[None]
+    if x.ndim != 3 or x.shape[1:] != (28, 28):
+        raise DigitsError(f"expected images of shape (N, 28, 28), got {x.shape}")
+    if not np.isfinite(x).all():
+        raise DigitsError("images contain NaN or infinite values")
+    return x
+
+
 class Predictor:
     """Wraps a Keras model that maps (N, 28, 28) float32 in [0, 1] to (N, 10) probabilities."""
 
@@ -75,13 +90,7 @@ class Predictor:
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """(N, 28, 28) float images in [0, 1] → (N, 10) float32 probabilities."""
-        x = np.asarray(images, dtype=np.float32)
-        if x.ndim == 2:
-            x = x[None]
-        if x.ndim != 3 or x.shape[1:] != (28, 28):
-            raise DigitsError(f"expected images of shape (N, 28, 28), got {x.shape}")
-        if not np.isfinite(x).all():
-            raise DigitsError("images contain NaN or infinite values")
+        x = checked_images(images)
         forward = self._compiled()
         out = []
         for start in range(0, len(x), MAX_CHUNK):

@@ -50,6 +50,19 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
+def read_json_object(path: str | os.PathLike, what: str) -> dict:
+    """A JSON file holding one object (a config, a search space), or one clear error naming it."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise DigitsError(f"{path}: no such {what} file") from None
+    except (OSError, ValueError) as e:
+        raise DigitsError(f"{path}: not a readable JSON {what} ({e})") from None
+    if not isinstance(doc, dict):
+        raise DigitsError(f"{path}: expected a JSON object, the {what}")
+    return doc
+
+
 class RunWriter:
     """Collects a run in a temporary folder; `with` renames it into place on success."""
 

@@ -9,7 +9,6 @@ keeps Keras's ``fit`` but runs many batch-32 steps per compiled call on JAX.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import random
@@ -26,7 +25,7 @@ from digits.backend import running_backend, use_backend
 from digits.datasets import load_dataset
 from digits.errors import DigitsError
 from digits.models import get_model_spec
-from digits.runs import Run, RunWriter
+from digits.runs import Run, RunWriter, read_json_object
 
 
 @dataclass
@@ -244,12 +243,7 @@ def _versions() -> dict[str, str]:
 
 def load_config_file(path: str | os.PathLike) -> TrainConfig:
     """A ``config.json`` from a run (or one written by hand) as a TrainConfig."""
-    try:
-        doc = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise DigitsError(f"{path}: no such config file") from None
-    except (OSError, ValueError) as e:
-        raise DigitsError(f"{path}: not a readable JSON config ({e})") from None
+    doc = read_json_object(path, "config")
     known = TrainConfig.__dataclass_fields__
     unknown = sorted(set(doc) - set(known) - {"dataset_source", "class_names", "versions", "devices"})
     if unknown:

@@ -762,12 +762,6 @@ def _save(figure, path: Path) -> None:
 
 def load_space_file(path: str | os.PathLike) -> dict:
     """A --space JSON file as a dict (checked later against the model)."""
-    try:
-        doc = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise DigitsError(f"{path}: no such search-space file") from None
-    except (OSError, ValueError) as e:
-        raise DigitsError(f"{path}: not a readable JSON search space ({e})") from None
-    if not isinstance(doc, dict):
-        raise DigitsError(f"{path}: a search space is a JSON object of setting: range")
-    return doc
+    from digits.runs import read_json_object
+
+    return read_json_object(path, "search space")
