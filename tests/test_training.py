@@ -150,3 +150,29 @@ def test_seed_001_reproduced_reaches_97_5_percent(tmp_path, mnist_dir):
     """digits train --model mlp --epochs 5 on all 60k images: the seed's recipe, at least as accurate."""
     run = train(model="mlp", epochs=5, seed=0, out=tmp_path / "seed001", data_dir=mnist_dir, verbose=0)
     assert run.metrics["test_accuracy"] >= 0.975
+
+
+def test_learning_rate_schedules():
+    import keras
+
+    from digits.training import learning_rate_schedule
+
+    assert learning_rate_schedule("constant", 0.01, 100) == 0.01
+    cosine = learning_rate_schedule("cosine", 0.01, 100)
+    assert float(cosine(0)) == pytest.approx(0.01) and float(cosine(100)) == pytest.approx(0.0, abs=1e-8)
+    one = learning_rate_schedule("onecycle", 0.01, 100)
+    rates = [float(one(keras.ops.convert_to_tensor(s))) for s in (0, 25, 60, 100)]
+    assert rates[0] == pytest.approx(0.001) and rates[1] == pytest.approx(0.01)
+    assert rates[2] < rates[1] and rates[3] == pytest.approx(0.0, abs=1e-8)
+
+
+def test_fast_recipe_trains_with_its_own_schedule(tmp_path, mnist_dir):
+    run = train(model="fast", out=tmp_path / "fast", data_dir=mnist_dir, limit=2000, epochs=1, seed=1, verbose=0)
+    config = run.config
+    assert (config["lr_schedule"], config["batch_size"], config["learning_rate"]) == ("onecycle", 256, 0.01)
+    assert run.metrics["parameters"] == 34_826 and run.metrics["test_accuracy"] > 0.5
+
+
+def test_unknown_schedule_is_one_clear_error(tmp_path):
+    with pytest.raises(DigitsError, match="unknown learning-rate schedule 'linear'"):
+        train(out=tmp_path / "r", lr_schedule="linear", verbose=0)

@@ -70,8 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=positive_int, help="default: the model's recipe")
     p.add_argument("--batch-size", type=positive_int, help="default: the model's recipe")
     p.add_argument("--learning-rate", type=positive_float, help="Adam's (peak) learning rate")
-    p.add_argument("--lr-schedule", choices=("cosine", "constant"),
-                   help="cosine decay to 0 over the run (default), or the seeds' constant rate")
+    p.add_argument("--lr-schedule", choices=("cosine", "constant", "onecycle"),
+                   help="cosine decay to 0 (the default for most models), the seeds' constant rate, "
+                        "or a one-cycle warm-up then decay (the fast model's)")
     p.add_argument("--validation-split", type=fraction,
                    help="fraction of the training images held out for validation (default: 0.05)")
     p.add_argument("--seed", type=non_negative_int, help="random seed; a run with a seed is repeatable")

@@ -49,6 +49,7 @@ class ModelSpec:
     backend: str = "jax"  # the backend it trains fastest on here (README: "Choosing the backend")
     jit_compile: bool = True  # XLA on TensorFlow: 4× faster for dense nets, 2× slower for convolutions
     seed: str = ""  # which seed project this reproduces
+    lr_schedule: str = "cosine"  # see digits.training.SCHEDULES
     # Architecture settings `build` accepts as keywords; their defaults give the fixed model above.
     hyperparameters: Mapping[str, HyperParameter] = field(default_factory=dict, hash=False)
 
@@ -190,6 +191,32 @@ def _cnn_bn():
     )
 
 
+def _fast():
+    """The Keras "simple MNIST convnet" example's network, for a few large-rate epochs.
+
+    Two small convolutions with pooling and dropout (34,826 parameters):
+    cheap enough per epoch on a CPU that three epochs with a one-cycle
+    learning rate reach 99% on the test set.
+    """
+    import keras
+    from keras import layers
+
+    return keras.Sequential(
+        [
+            keras.Input((28, 28), name="image"),
+            layers.Reshape((28, 28, 1)),
+            layers.Conv2D(32, 3, activation="relu"),
+            layers.MaxPooling2D(),
+            layers.Conv2D(64, 3, activation="relu"),
+            layers.MaxPooling2D(),
+            layers.Flatten(),
+            layers.Dropout(0.25),
+            layers.Dense(10, activation="softmax", name="probabilities"),
+        ],
+        name="fast",
+    )
+
+
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in [
@@ -205,6 +232,9 @@ MODELS: dict[str, ModelSpec] = {
                   hyperparameters=_CNN_SETTINGS),
         ModelSpec("cnn-bn", _cnn_bn, "augmentation → 2×(conv3×3 ×2 → conv5×5/2, batch norm, dropout) → conv4×4 → 10",
                   epochs=15, batch_size=128, backend="tensorflow", jit_compile=False),
+        ModelSpec("fast", _fast, "conv3×3(32) → pool → conv3×3(64) → pool → dropout → 10 (Keras's example convnet)",
+                  epochs=3, batch_size=256, learning_rate=0.01, lr_schedule="onecycle",
+                  backend="tensorflow", jit_compile=False),
     ]
 }
 

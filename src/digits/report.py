@@ -79,7 +79,7 @@ CONFIG_HELP = {
     "epochs": "passes over the training images",
     "batch_size": "images per gradient step",
     "learning_rate": "Adam's (peak) learning rate",
-    "lr_schedule": "cosine: decays to 0 over the run; constant: fixed",
+    "lr_schedule": "cosine: decays to 0 over the run; constant: fixed; onecycle: warm-up, then decay",
     "validation_split": "fraction of the training images held out for validation",
     "seed": "random seed; the same seed repeats the run",
     "early_stopping": "patience in epochs without a better validation loss (null: off)",

@@ -28,6 +28,28 @@ from digits.models import get_model_spec
 from digits.runs import Run, RunWriter, read_json_object
 
 
+SCHEDULES = ("cosine", "constant", "onecycle")
+
+
+def learning_rate_schedule(name: str, peak: float, steps: int):
+    """Adam's learning rate over `steps` optimizer steps, from Keras's own schedules.
+
+    - ``cosine``: from `peak` down to 0 along a cosine (the default: seed accuracy, reliably);
+    - ``constant``: `peak` throughout (the seeds' Adam);
+    - ``onecycle``: up from peak/10 to `peak` over the first quarter, then a cosine to 0
+      (large rates early, for the few-epoch ``fast`` recipe).
+    """
+    import keras
+
+    if name == "constant":
+        return peak
+    if name == "onecycle":
+        warmup = max(1, steps // 4)
+        return keras.optimizers.schedules.CosineDecay(
+            peak / 10, decay_steps=max(1, steps - warmup), warmup_target=peak, warmup_steps=warmup)
+    return keras.optimizers.schedules.CosineDecay(peak, decay_steps=max(1, steps))
+
+
 @dataclass
 class TrainConfig:
     """Everything that decides a run; saved as ``config.json`` beside the model."""
@@ -37,7 +59,7 @@ class TrainConfig:
     epochs: int | None = None  # None: the model's own recipe
     batch_size: int | None = None
     learning_rate: float | None = None
-    lr_schedule: str = "cosine"  # "cosine" decays to 0 over the run; "constant" is the seeds' Adam
+    lr_schedule: str | None = None  # None: the model's; see SCHEDULES
     validation_split: float = 0.05
     seed: int | None = None  # None: a random seed, recorded so the run can be repeated
     early_stopping: int | None = None  # patience in epochs on val_loss; None: off
@@ -54,6 +76,7 @@ class TrainConfig:
         cfg.epochs = spec.epochs if cfg.epochs is None else cfg.epochs
         cfg.batch_size = spec.batch_size if cfg.batch_size is None else cfg.batch_size
         cfg.learning_rate = spec.learning_rate if cfg.learning_rate is None else cfg.learning_rate
+        cfg.lr_schedule = cfg.lr_schedule or spec.lr_schedule
         cfg.seed = random.randrange(2**31) if cfg.seed is None else cfg.seed
         cfg.backend = cfg.backend or running_backend() or os.environ.get("KERAS_BACKEND") or spec.backend
         _check(cfg)
@@ -69,8 +92,8 @@ def _check(cfg: TrainConfig) -> None:
         raise DigitsError(f"learning rate must be positive, got {cfg.learning_rate}")
     if not 0 <= cfg.validation_split < 1:
         raise DigitsError(f"validation split must be in [0, 1), got {cfg.validation_split}")
-    if cfg.lr_schedule not in ("cosine", "constant"):
-        raise DigitsError(f"unknown learning-rate schedule {cfg.lr_schedule!r}; use cosine or constant")
+    if cfg.lr_schedule not in SCHEDULES:
+        raise DigitsError(f"unknown learning-rate schedule {cfg.lr_schedule!r}; use {', '.join(SCHEDULES)}")
     if cfg.early_stopping is not None and cfg.early_stopping < 1:
         raise DigitsError(f"early-stopping patience must be at least 1, got {cfg.early_stopping}")
     if cfg.limit is not None and cfg.limit < 10:
@@ -193,9 +216,7 @@ def fit_model(cfg: TrainConfig, x: np.ndarray, y: np.ndarray, *, callbacks=(), v
         model = spec.build(**spec.architecture(cfg.extra.get("architecture")))
         n_fit = len(x) - int(len(x) * cfg.validation_split)
         steps = cfg.epochs * -(-n_fit // cfg.batch_size)
-        lr = cfg.learning_rate
-        if cfg.lr_schedule == "cosine":
-            lr = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, decay_steps=steps)
+        lr = learning_rate_schedule(cfg.lr_schedule, cfg.learning_rate, steps)
         loss = "categorical_crossentropy" if spec.one_hot else "sparse_categorical_crossentropy"
         if verbose:
             model.summary()
