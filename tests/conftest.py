@@ -99,3 +99,15 @@ def tiny_mnist_dir(tmp_path: Path, write_tiny_idx) -> Path:
     folder = tmp_path / "tiny-mnist"
     write_tiny_idx(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_mlp_run(tmp_path_factory, mnist_dir):
+    """One small trained run (mlp, 3,000 images, 2 epochs, seed 1) shared by the tests that need a model.
+
+    Tests that write into a run directory copy it first (see test_export.py).
+    """
+    from digits.training import train
+
+    return train(model="mlp", limit=3000, epochs=2, seed=1, out=tmp_path_factory.mktemp("tiny") / "mlp",
+                 data_dir=mnist_dir, verbose=0)

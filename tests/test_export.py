@@ -31,11 +31,13 @@ def _need(*modules: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory, mnist_dir):
-    from digits.training import train
+def run(tiny_mlp_run, tmp_path_factory):
+    """A copy of the shared tiny run: exports are written into the run directory."""
+    import shutil
 
-    return train(model="mlp", limit=3000, epochs=2, seed=1, out=tmp_path_factory.mktemp("export") / "mlp",
-                 data_dir=mnist_dir, verbose=0)
+    from digits.runs import Run
+
+    return Run(shutil.copytree(tiny_mlp_run.path, tmp_path_factory.mktemp("export") / "mlp"))
 
 
 @pytest.fixture(scope="module")

@@ -24,12 +24,8 @@ from digits.inference import image_paths, load_predictor, recognize_files
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory, mnist_dir):
-    from digits.training import train
-
-    out = tmp_path_factory.mktemp("predict-files") / "mlp"
-    train(model="mlp", limit=3000, epochs=2, seed=1, out=out, data_dir=mnist_dir, verbose=0)
-    return out
+def tiny_run(tiny_mlp_run):
+    return tiny_mlp_run.path
 
 
 @pytest.fixture(scope="module")

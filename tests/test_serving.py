@@ -27,11 +27,8 @@ TINY_THRESHOLD = 0.5
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory, mnist_dir):
-    from digits.training import train
-
-    return train(model="mlp", limit=3000, epochs=2, seed=1, out=tmp_path_factory.mktemp("serve") / "mlp",
-                 data_dir=mnist_dir, verbose=0)
+def run(tiny_mlp_run):
+    return tiny_mlp_run
 
 
 @pytest.fixture(scope="module")
