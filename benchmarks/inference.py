@@ -10,7 +10,9 @@ import) and each registry model, measures:
 
 Weights are random: speed does not depend on them.  Prints a Markdown table.
 
-    python benchmarks/inference.py [--backends jax tensorflow] [--models mlp cnn]
+    python benchmarks/inference.py [--backends jax tensorflow torch] [--models mlp cnn]
+
+By default every backend installed here and every registry model.
 """
 
 from __future__ import annotations
@@ -57,24 +59,41 @@ print("RESULT " + json.dumps(rows))
 '''
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--backends", nargs="+", default=["jax", "tensorflow"])
-    parser.add_argument("--models", nargs="+", default=["mlp", "mlp2", "mlp-256-128", "cnn", "cnn-bn"])
-    args = parser.parse_args()
+def measure(backends: list[str], models: list[str]) -> list[dict]:
+    """One row per (model, backend): the times and throughputs above, each backend in its own process."""
     rows = []
-    for backend in args.backends:
+    for backend in backends:
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-        proc = subprocess.run([sys.executable, "-c", WORKER, backend, ",".join(args.models)],
+        proc = subprocess.run([sys.executable, "-c", WORKER, backend, ",".join(models)],
                               capture_output=True, text=True, env=env)
         if proc.returncode:
             sys.exit(f"{backend} failed:\n{proc.stderr[-2000:]}")
         rows += json.loads(next(l for l in proc.stdout.splitlines() if l.startswith("RESULT "))[7:])
-    print("| model | backend | model.predict, 1 image | Predictor, 1 image | images/s at batch 1 | at 32 | at 1024 |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
-    for r in sorted(rows, key=lambda r: (args.models.index(r["model"]), r["backend"])):
-        print(f"| {r['model']} | {r['backend']} | {r['predict_1_ms']:.2f} ms | {r['predictor_1_ms']:.3f} ms | "
-              f"{r['ips_1']:,.0f} | {r['ips_32']:,.0f} | {r['ips_1024']:,.0f} |")
+    return sorted(rows, key=lambda r: (models.index(r["model"]), r["backend"]))
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| model | backend | model.predict, 1 image | Predictor, 1 image | images/s at batch 1 | at 32 | at 1024 |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['backend']} | {r['predict_1_ms']:.2f} ms | {r['predictor_1_ms']:.3f} ms | "
+                     f"{r['ips_1']:,.0f} | {r['ips_32']:,.0f} | {r['ips_1024']:,.0f} |")
+    return "\n".join(lines)
+
+
+def installed_backends() -> list[str]:
+    """The Keras backends whose framework is installed here."""
+    from importlib.util import find_spec
+
+    return [b for b, module in (("jax", "jax"), ("tensorflow", "tensorflow"), ("torch", "torch")) if find_spec(module)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--backends", nargs="+", default=installed_backends())
+    parser.add_argument("--models", nargs="+", default=["mlp", "mlp2", "mlp-256-128", "cnn", "cnn-bn", "fast"])
+    args = parser.parse_args()
+    print(table(measure(args.backends, args.models)))
 
 
 if __name__ == "__main__":

@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"time per image: render {1000 * render_s / len(x):.1f} ms, recognize (preprocess + model) "
           f"{1000 * recognize_s / len(x):.1f} ms, model alone {model_ms:.3f} ms")
     wrong = np.flatnonzero(~correct)
-    print(f"wrong renders (index: true -> predicted): "
+    print("wrong renders (index: true -> predicted): "
           + ", ".join(f"{i}: {y[i]}->{labels[i] if labels[i] >= 0 else 'none'}" for i in wrong[:40])
           + (" ..." if len(wrong) > 40 else ""))
 

@@ -68,6 +68,7 @@ def test_models_lists_the_registry_with_parameter_counts(capsys):
     (["train", "--validation-split", "1"], "argument --validation-split: must be in [0, 1), got 1"),
     (["train", "--learning-rate", "nan"], "argument --learning-rate: must be a positive number"),
     (["train", "--model", "resnet", "--quiet"], "unknown model 'resnet'"),
+    (["train", "--precision", "float16"], "argument --precision: invalid choice: 'float16'"),
     (["evaluate", "/no/such/run"], "/no/such/run: no such run directory"),
     (["predict", "--model", "/no/such/run", "--index", "1"], "/no/such/run: no such run directory"),
     (["predict", "--model", "x"], "the following arguments are required: --index"),

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from digits.backend import native_bfloat16
 from digits.errors import DigitsError
 from digits.runs import Run
 from digits.training import TrainConfig, train
@@ -170,7 +171,47 @@ def test_fast_recipe_trains_with_its_own_schedule(tmp_path, mnist_dir):
     run = train(model="fast", out=tmp_path / "fast", data_dir=mnist_dir, limit=2000, epochs=1, seed=1, verbose=0)
     config = run.config
     assert (config["lr_schedule"], config["batch_size"], config["learning_rate"]) == ("onecycle", 256, 0.01)
-    assert run.metrics["parameters"] == 34_826 and run.metrics["test_accuracy"] > 0.5
+    assert config["precision"] == ("mixed_bfloat16" if native_bfloat16() else "float32")
+    assert run.metrics["parameters"] == 225_546 and run.metrics["test_accuracy"] > 0.5
+
+
+def test_mixed_precision_run_saves_a_float32_model_that_scores_as_reported(tmp_path, mnist_dir):
+    import keras
+
+    from digits.evaluation import evaluate_arrays
+    from digits.training import to_inputs
+    from digits.datasets import load_dataset
+
+    run = train(model="fast", precision="mixed_bfloat16", out=tmp_path / "bf16", data_dir=mnist_dir,
+                limit=1000, epochs=1, seed=3, verbose=0)
+    assert run.config["precision"] == "mixed_bfloat16"
+    model = keras.saving.load_model(run.path / "model.keras")
+    assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
+    data = load_dataset("mnist", data_dir=mnist_dir, progress=False)
+    assert evaluate_arrays(model, to_inputs(data.x_test), data.y_test).accuracy == run.metrics["test_accuracy"]
+
+
+def test_float32_copy_keeps_the_weights_and_the_answers():
+    import keras
+
+    from digits.models import build_model
+    from digits.training import _dtype_policy, float32_copy
+
+    with _dtype_policy("mixed_bfloat16"):
+        mixed = build_model("fast")
+    copy = float32_copy(mixed)
+    assert copy.name == mixed.name and copy.count_params() == mixed.count_params()
+    assert {layer.dtype_policy.name for layer in copy.layers} == {"float32"}
+    x = np.random.default_rng(0).random((8, 28, 28), dtype=np.float32)
+    np.testing.assert_allclose(copy.predict(x, verbose=0), mixed.predict(x, verbose=0), atol=0.05)
+    assert float32_copy(copy) is copy
+
+
+def test_unknown_precision_is_one_clear_error(tmp_path):
+    with pytest.raises(DigitsError, match="unknown precision 'float16'"):
+        train(out=tmp_path / "r", precision="float16", verbose=0)
+    assert not (tmp_path / "r").exists()
 
 
 def test_unknown_schedule_is_one_clear_error(tmp_path):

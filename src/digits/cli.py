@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "or a one-cycle warm-up then decay (the fast model's)")
     p.add_argument("--validation-split", type=fraction,
                    help="fraction of the training images held out for validation (default: 0.05)")
+    p.add_argument("--precision", choices=("float32", "mixed_bfloat16"),
+                   help="compute dtype while training; the saved model is float32 (default: the model's "
+                        "recipe where this processor does bfloat16 natively, else float32)")
     p.add_argument("--seed", type=non_negative_int, help="random seed; a run with a seed is repeatable")
     p.add_argument("--early-stopping", type=positive_int, metavar="PATIENCE",
                    help="stop after PATIENCE epochs without a better val_loss, keep the best weights")
@@ -258,7 +261,7 @@ def cmd_train(args) -> None:
     base = load_config_file(args.config) if args.config else TrainConfig()
     fields = ("model", "dataset", "epochs", "batch_size", "learning_rate", "lr_schedule",
               "validation_split", "seed", "early_stopping", "checkpoint_best", "limit", "backend",
-              "distribute")
+              "distribute", "precision")
     overrides = {k: getattr(args, k) for k in fields if getattr(args, k) is not None}
     run = train(base, out=args.out, data_dir=args.data_dir, verbose=0 if args.quiet else 1, **overrides)
     m = run.metrics

@@ -15,13 +15,14 @@ import random
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from digits import distribute
-from digits.backend import running_backend, use_backend
+from digits.backend import native_bfloat16, running_backend, use_backend
 from digits.datasets import load_dataset
 from digits.errors import DigitsError
 from digits.models import get_model_spec
@@ -29,6 +30,7 @@ from digits.runs import Run, RunWriter, read_json_object
 
 
 SCHEDULES = ("cosine", "constant", "onecycle")
+PRECISIONS = ("float32", "mixed_bfloat16")
 
 
 def learning_rate_schedule(name: str, peak: float, steps: int):
@@ -68,6 +70,7 @@ class TrainConfig:
     backend: str | None = None  # None: the model's measured fastest (see digits.models)
     extra: dict = field(default_factory=dict)  # "architecture": the model's settings (digits tune)
     distribute: bool = False  # data-parallel over every device (digits.distribute)
+    precision: str | None = None  # None: the model's, if this processor does bfloat16 natively; see PRECISIONS
 
     def resolved(self) -> "TrainConfig":
         """Fill every None from the model's recipe and check the values."""
@@ -77,6 +80,8 @@ class TrainConfig:
         cfg.batch_size = spec.batch_size if cfg.batch_size is None else cfg.batch_size
         cfg.learning_rate = spec.learning_rate if cfg.learning_rate is None else cfg.learning_rate
         cfg.lr_schedule = cfg.lr_schedule or spec.lr_schedule
+        if cfg.precision is None:
+            cfg.precision = spec.precision if native_bfloat16() else "float32"
         cfg.seed = random.randrange(2**31) if cfg.seed is None else cfg.seed
         cfg.backend = cfg.backend or running_backend() or os.environ.get("KERAS_BACKEND") or spec.backend
         _check(cfg)
@@ -94,6 +99,8 @@ def _check(cfg: TrainConfig) -> None:
         raise DigitsError(f"validation split must be in [0, 1), got {cfg.validation_split}")
     if cfg.lr_schedule not in SCHEDULES:
         raise DigitsError(f"unknown learning-rate schedule {cfg.lr_schedule!r}; use {', '.join(SCHEDULES)}")
+    if cfg.precision not in PRECISIONS:
+        raise DigitsError(f"unknown precision {cfg.precision!r}; use {', '.join(PRECISIONS)}")
     if cfg.early_stopping is not None and cfg.early_stopping < 1:
         raise DigitsError(f"early-stopping patience must be at least 1, got {cfg.early_stopping}")
     if cfg.limit is not None and cfg.limit < 10:
@@ -153,6 +160,7 @@ def train(
         train_seconds = time.perf_counter() - started
         if cfg.checkpoint_best and (writer.path / "best.keras").exists():
             model.load_weights(writer.path / "best.keras")
+        model = float32_copy(model)
 
         result = evaluate_arrays(model, to_inputs(data.x_test), data.y_test)
         metrics = {
@@ -212,7 +220,7 @@ def fit_model(cfg: TrainConfig, x: np.ndarray, y: np.ndarray, *, callbacks=(), v
     if cfg.early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping(
             patience=cfg.early_stopping, restore_best_weights=True, verbose=verbose))
-    with distribute.data_parallel(cfg.distribute, cfg.batch_size) as placement:
+    with distribute.data_parallel(cfg.distribute, cfg.batch_size) as placement, _dtype_policy(cfg.precision):
         model = spec.build(**spec.architecture(cfg.extra.get("architecture")))
         n_fit = len(x) - int(len(x) * cfg.validation_split)
         steps = cfg.epochs * -(-n_fit // cfg.batch_size)
@@ -234,6 +242,36 @@ def fit_model(cfg: TrainConfig, x: np.ndarray, y: np.ndarray, *, callbacks=(), v
             jit_compile=spec.jit_compile,
         )
     return model, history, placement
+
+
+@contextmanager
+def _dtype_policy(name: str):
+    """Build layers under Keras's dtype policy `name` (mixed: float32 weights, `name`'s compute dtype)."""
+    import keras
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def float32_copy(model):
+    """`model` with every layer computing in float32 and the same weights.
+
+    A mixed-precision run saves this copy, so the saved model answers alike on
+    every processor (bfloat16 is slow where it is emulated) and its test
+    accuracy is measured as it will be served.
+    """
+    import keras
+
+    if all(layer.dtype_policy.name == "float32" for layer in model.layers):
+        return model
+    copy = keras.models.clone_model(
+        model, clone_function=lambda layer: layer.__class__.from_config({**layer.get_config(), "dtype": "float32"}))
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def _labels(y: np.ndarray, one_hot: bool) -> np.ndarray:
