@@ -192,20 +192,27 @@ def test_mixed_precision_run_saves_a_float32_model_that_scores_as_reported(tmp_p
     assert evaluate_arrays(model, to_inputs(data.x_test), data.y_test).accuracy == run.metrics["test_accuracy"]
 
 
-def test_float32_copy_keeps_the_weights_and_the_answers():
-    import keras
-
+def test_inference_copy_keeps_the_weights_and_the_answers_in_float32():
     from digits.models import build_model
-    from digits.training import _dtype_policy, float32_copy
+    from digits.training import _dtype_policy, inference_copy
 
     with _dtype_policy("mixed_bfloat16"):
         mixed = build_model("fast")
-    copy = float32_copy(mixed)
+    copy = inference_copy(mixed)
     assert copy.name == mixed.name and copy.count_params() == mixed.count_params()
     assert {layer.dtype_policy.name for layer in copy.layers} == {"float32"}
     x = np.random.default_rng(0).random((8, 28, 28), dtype=np.float32)
     np.testing.assert_allclose(copy.predict(x, verbose=0), mixed.predict(x, verbose=0), atol=0.05)
-    assert float32_copy(copy) is copy
+
+
+def test_a_run_saves_no_optimizer_state(small_run):
+    import zipfile
+
+    with zipfile.ZipFile(small_run.path / "model.keras") as archive:
+        config = json.loads(archive.read("config.json"))
+    assert not config.get("compile_config")
+    weights = (small_run.path / "model.keras").stat().st_size
+    assert weights < 101_770 * 4 * 1.5  # the mlp's float32 weights and little else (Adam would triple it)
 
 
 def test_unknown_precision_is_one_clear_error(tmp_path):
