@@ -142,3 +142,23 @@ def test_tensorflow_backend_trains_a_cnn_that_jax_can_evaluate(tmp_path, mnist_d
                                "--backend", "jax", "--json"], capture_output=True, text=True, env=env, timeout=300)
     assert evaluate.returncode == 0, evaluate.stderr
     assert json.loads(evaluate.stdout)["true"] == 7
+
+
+def test_torch_backend_trains_and_answers(tmp_path, mnist_dir):
+    """PyTorch is optional (its CPU wheel is not on PyPI): train and predict on it where it is installed."""
+    pytest.importorskip("torch")
+    out = tmp_path / "mlp"
+    env = {**os.environ, "DIGITS_DATA_DIR": str(mnist_dir)}
+    train = subprocess.run([sys.executable, "-m", "digits.cli", "train", "--backend", "torch",
+                            "--limit", "2000", "--epochs", "1", "--seed", "1", "--quiet", "--out", str(out)],
+                           capture_output=True, text=True, env=env, timeout=300)
+    assert train.returncode == 0, train.stderr
+    assert json.loads((out / "config.json").read_text())["versions"]["backend"] == "torch"
+    # The Predictor's forward pass on torch (inference mode: the weights require gradients).
+    code = ("from digits.backend import use_backend; use_backend('torch'); import numpy as np; "
+            "from digits.inference import load_predictor; "
+            f"p = load_predictor({str(out)!r}).probabilities(np.zeros((3, 28, 28), np.float32)); "
+            "print(p.shape, round(float(p.sum()), 3))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["(3,", "10)", "3.0"]

@@ -86,7 +86,14 @@ class Predictor:
 
             fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
             return lambda x: fn(tf.constant(x)).numpy()
-        return lambda x: np.asarray(model(x, training=False))
+        import keras
+        import torch
+
+        def forward(x):
+            with torch.inference_mode():  # no autograd graph: the weights require gradients
+                return keras.ops.convert_to_numpy(model(x, training=False))
+
+        return forward
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """(N, 28, 28) float images in [0, 1] → (N, 10) float32 probabilities."""
