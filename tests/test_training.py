@@ -185,6 +185,7 @@ def test_mixed_precision_run_saves_a_float32_model_that_scores_as_reported(tmp_p
     run = train(model="fast", precision="mixed_bfloat16", out=tmp_path / "bf16", data_dir=mnist_dir,
                 limit=1000, epochs=1, seed=3, verbose=0)
     assert run.config["precision"] == "mixed_bfloat16"
+    assert _saved_state(run.path / "model.keras") == (False, ["layers", "vars"])  # TensorFlow-trained, too
     model = keras.saving.load_model(run.path / "model.keras")
     assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}
     assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
@@ -205,12 +206,21 @@ def test_inference_copy_keeps_the_weights_and_the_answers_in_float32():
     np.testing.assert_allclose(copy.predict(x, verbose=0), mixed.predict(x, verbose=0), atol=0.05)
 
 
-def test_a_run_saves_no_optimizer_state(small_run):
+def _saved_state(model_file) -> tuple[bool, list[str]]:
+    """(whether a compile config was saved, the top-level groups of the weights file)."""
+    import io
     import zipfile
 
-    with zipfile.ZipFile(small_run.path / "model.keras") as archive:
-        config = json.loads(archive.read("config.json"))
-    assert not config.get("compile_config")
+    import h5py
+
+    with zipfile.ZipFile(model_file) as archive:
+        compiled = bool(json.loads(archive.read("config.json")).get("compile_config"))
+        with h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r") as weights:
+            return compiled, list(weights)
+
+
+def test_a_run_saves_no_optimizer_state(small_run):
+    assert _saved_state(small_run.path / "model.keras") == (False, ["layers", "vars"])
     weights = (small_run.path / "model.keras").stat().st_size
     assert weights < 101_770 * 4 * 1.5  # the mlp's float32 weights and little else (Adam would triple it)
 
