@@ -162,3 +162,24 @@ def test_torch_backend_trains_and_answers(tmp_path, mnist_dir):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["(3,", "10)", "3.0"]
+
+
+def test_sigterm_mid_training_leaves_nothing_half_written(tmp_path, mnist_dir):
+    """`kill` (SIGTERM) is handled like Ctrl-C: the hidden run folder is removed, exit code 143."""
+    import signal
+    import time
+
+    env = {**os.environ, "DIGITS_DATA_DIR": str(mnist_dir)}
+    proc = subprocess.Popen([sys.executable, "-m", "digits.cli", "train", "--model", "cnn", "--limit", "2000", "--epochs", "100",
+                             "--out", str(tmp_path / "run")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".run.partial-*")):
+        assert proc.poll() is None and time.monotonic() < deadline, "training never started"
+        time.sleep(0.2)
+    time.sleep(3)  # into the epochs
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines()[-1] == "digits train: terminated"
+    assert list(tmp_path.iterdir()) == []

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
+import threading
 
 from digits.errors import DigitsError
 
@@ -701,19 +704,48 @@ def cmd_tune(args) -> None:
 # --- end tune ---
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (`kill`, a scheduler's timeout), raised like Ctrl-C so a half-written run is removed."""
+
+
+def _terminate(signum, frame):
+    raise _Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
         args.func(args)
     except DigitsError as e:
         print(f"digits {args.command}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print(f"digits {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        terminated = isinstance(e, _Terminated)
+        print(f"digits {args.command}: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+        return 143 if terminated else 130
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
     return 0
 
 
+def run() -> None:
+    """The `digits` command: :func:`main`, then exit with its code.
+
+    After Ctrl-C or SIGTERM the run folder is already cleaned up, so the
+    process ends at once: tearing down the interpreter while TensorFlow's
+    threads are mid-step can crash (a segfault instead of the exit code).
+    """
+    code = main()
+    if code in (130, 143):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
