@@ -7,7 +7,6 @@ import pytest
 
 from digits.backend import native_bfloat16
 from digits.errors import DigitsError
-from digits.runs import Run
 from digits.training import TrainConfig, train
 
 SMALL = dict(limit=2000, epochs=2, seed=7, verbose=0)
