@@ -52,11 +52,8 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory, mnist_dir):
-    from digits.training import train
-
-    return train(model="mlp", limit=3000, epochs=2, seed=1, out=tmp_path_factory.mktemp("browser") / "mlp",
-                 data_dir=mnist_dir, verbose=0)
+def run(tiny_mlp_run):
+    return tiny_mlp_run  # `digits serve` (keras runtime) only reads it
 
 
 @pytest.fixture(scope="module")

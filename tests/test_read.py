@@ -21,12 +21,8 @@ FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory, mnist_dir):
-    from digits.training import train
-
-    out = tmp_path_factory.mktemp("read") / "mlp"
-    train(model="mlp", limit=3000, epochs=2, seed=1, out=out, data_dir=mnist_dir, verbose=0)
-    return out
+def tiny_run(tiny_mlp_run):
+    return tiny_mlp_run.path  # `digits read --model` only reads it
 
 
 def typed(text: str, *, broken: bool = False, seed: int = 0) -> tuple[Image.Image, list[tuple[int, int]]]:

@@ -9,6 +9,7 @@ trains best on, and `--backend` / ``KERAS_BACKEND`` override it.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from pathlib import Path
@@ -46,6 +47,7 @@ def use_backend(name: str | None) -> str:
     return wanted
 
 
+@functools.cache
 def native_bfloat16() -> bool:
     """Whether this processor computes bfloat16 natively (AVX512-BF16 or AMX), read from /proc/cpuinfo.
 

@@ -190,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="most images in one /v1/predict/batch request (default: 64)")
     p.add_argument("--max-pixels", type=positive_int, default=25_000_000, metavar="N",
                    help="most pixels in one uploaded image (default: 25000000)")
-    p.add_argument("--threshold", type=_serve_fraction, metavar="P",
+    p.add_argument("--threshold", type=probability, metavar="P",
                    help="below this confidence the label is null, \"unsure\" (default: the predict default)")
     p.add_argument("--threads", type=positive_int, metavar="N",
                    help="requests decoded and classified at once per worker (default: the CPU count)")
@@ -328,10 +328,10 @@ def cmd_predict(args) -> None:
 
 def _predict_test_images(args) -> None:
     from digits.evaluation import predict_test_images
-    from digits.inference import BUNDLED_DIR
+    from digits.inference import bundled_run_dir
 
     if args.run is None:
-        args.run = str(BUNDLED_DIR)
+        args.run = str(bundled_run_dir())
     for row in predict_test_images(_run_backend(args), args.index, data_dir=args.data_dir):
         if args.json:
             print(json.dumps(row))
@@ -568,20 +568,12 @@ def cmd_compare(args) -> None:
 
 # --- serve / export (digits.serving, digits.export) ---
 _port = _number(int, lambda v: 1 <= v <= 65535, "must be between 1 and 65535", "a port number")
-_serve_fraction = _number(float, lambda v: 0 <= v <= 1, "must be between 0 and 1", "a number")
 
 
 def _default_model_dir() -> str:
-    """The bundled model's run directory, checked without loading Keras; else load_predictor's error."""
-    from pathlib import Path
+    from digits.inference import bundled_run_dir
 
-    from digits import inference
-
-    bundled = getattr(inference, "BUNDLED_DIR", None)
-    if bundled is not None and (Path(bundled) / "model.keras").is_file():
-        return str(bundled)
-    predictor = inference.load_predictor(None)  # raises the DigitsError that says what to pass
-    return predictor.info["path"]
+    return str(bundled_run_dir())
 
 
 def _onnx_export_for(run_dir: str) -> str:

@@ -121,13 +121,18 @@ def load_predictor(model: str | os.PathLike | None = None) -> Predictor:
     Keras must already run on the wanted backend (:func:`digits.backend.use_backend`).
     """
     if model is None:
-        if not (BUNDLED_DIR / "model.keras").is_file():
-            raise DigitsError(f"{BUNDLED_DIR}: the bundled model is missing from this installation; "
-                              "pass --model RUN_DIR")
-        predictor = Predictor.from_run(BUNDLED_DIR)
+        predictor = Predictor.from_run(bundled_run_dir())
         predictor.name = "bundled"
         return predictor
     return Predictor.from_run(model)
+
+
+def bundled_run_dir() -> Path:
+    """:data:`BUNDLED_DIR`, checked (without loading Keras) to hold its model."""
+    if not (BUNDLED_DIR / "model.keras").is_file():
+        raise DigitsError(f"{BUNDLED_DIR}: the bundled model is missing from this installation; "
+                          "pass --model RUN_DIR")
+    return BUNDLED_DIR
 
 
 # ---------------------------------------------------------------------------

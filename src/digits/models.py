@@ -85,7 +85,10 @@ def _mlp(*widths: int) -> Callable[..., "keras.Model"]:  # noqa: F821
         units = list(widths)
         if width is not None or depth is not None:
             units = [width or widths[0]] * (depth or len(widths))
-        layers = [keras.Input((28, 28), name="image"), *_augmentation(augment), keras.layers.Flatten()]
+        layers = [keras.Input((28, 28), name="image")]
+        if augment:
+            layers += [keras.layers.Reshape((28, 28, 1)), *_augmentation(augment)]
+        layers.append(keras.layers.Flatten())
         for w in units:
             layers.append(keras.layers.Dense(w, activation="relu"))
             if dropout:
@@ -99,14 +102,14 @@ def _mlp(*widths: int) -> Callable[..., "keras.Model"]:  # noqa: F821
 def _augmentation(strength: float) -> list:
     """Random rotation (±100·strength degrees), shift and zoom (±strength); none at 0.
 
-    At 0.1 these are cnn-bn's ±10°, ±10%, ±10%.  Keras applies them only while training.
+    At 0.1 these are cnn-bn's ±10°, ±10%, ±10%.  They take (N, 28, 28, 1) images; Keras applies
+    them only while training.
     """
     if not strength:
         return []
     from keras import layers
 
     return [
-        layers.Reshape((28, 28, 1)),
         layers.RandomRotation(strength * 100 / 360, fill_mode="constant"),
         layers.RandomTranslation(strength, strength, fill_mode="constant"),
         layers.RandomZoom(strength, fill_mode="constant"),
@@ -143,7 +146,7 @@ def _cnn(filters: int = 32, blocks: int = 2, dense: int = 128, dropout: float = 
         [
             keras.Input((28, 28), name="image"),
             layers.Reshape((28, 28, 1)),
-            *_augmentation(augment)[1:],
+            *_augmentation(augment),
             *convs,
             layers.Flatten(),
             layers.Dropout(dropout),
@@ -183,9 +186,7 @@ def _cnn_bn():
         [
             keras.Input((28, 28), name="image"),
             layers.Reshape((28, 28, 1)),
-            layers.RandomRotation(10 / 360, fill_mode="constant"),
-            layers.RandomTranslation(0.1, 0.1, fill_mode="constant"),
-            layers.RandomZoom(0.1, fill_mode="constant"),
+            *_augmentation(0.1),
             *conv(32, 3), *conv(32, 3), *conv(32, 5, strides=2), layers.Dropout(0.4),
             *conv(64, 3), *conv(64, 3), *conv(64, 5, strides=2), layers.Dropout(0.4),
             *conv(128, 4, padding="valid"), layers.Flatten(), layers.Dropout(0.4),

@@ -25,7 +25,7 @@ from digits import distribute
 from digits.backend import native_bfloat16, running_backend, use_backend
 from digits.datasets import load_dataset
 from digits.errors import DigitsError
-from digits.models import get_model_spec
+from digits.models import build_model, get_model_spec
 from digits.runs import Run, RunWriter, read_json_object
 
 
@@ -221,7 +221,7 @@ def fit_model(cfg: TrainConfig, x: np.ndarray, y: np.ndarray, *, callbacks=(), v
         callbacks.append(keras.callbacks.EarlyStopping(
             patience=cfg.early_stopping, restore_best_weights=True, verbose=verbose))
     with distribute.data_parallel(cfg.distribute, cfg.batch_size) as placement, _dtype_policy(cfg.precision):
-        model = spec.build(**spec.architecture(cfg.extra.get("architecture")))
+        model = build_model(cfg.model, cfg.extra.get("architecture"))
         n_fit = len(x) - int(len(x) * cfg.validation_split)
         steps = cfg.epochs * -(-n_fit // cfg.batch_size)
         lr = learning_rate_schedule(cfg.lr_schedule, cfg.learning_rate, steps)

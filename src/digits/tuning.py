@@ -737,7 +737,8 @@ def _plots(study, out: Path, complete: list) -> dict[str, Path]:
             _save(ax.figure, out / "history.png")
             plt.close(ax.figure)
             files["history"] = out / "history.png"
-        varied = {k for t in complete for k in t.params if len({str(u.params.get(k)) for u in complete}) > 1}
+        names = {k for t in complete for k in t.params}
+        varied = {k for k in names if len({str(t.params.get(k)) for t in complete}) > 1}
         if len(complete) >= 3 and varied:
             try:
                 ax = ov.plot_param_importances(study, evaluator=PedAnovaImportanceEvaluator(),
