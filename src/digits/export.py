@@ -162,6 +162,8 @@ class OnnxPredictor:
     already run in parallel threads.
     """
 
+    runtime = "onnx"
+
     def __init__(self, path: str | os.PathLike, *, name: str = "model", info: dict | None = None,
                  threads: int = 1):
         try:
@@ -247,11 +249,8 @@ def _litert_interpreter(path):
             return tf.lite.Interpreter(model_path=str(path))
 
 
-def check_export(run, path: str | os.PathLike, fmt: str, images: np.ndarray) -> float:
-    """Largest absolute difference between the Keras model's and the export's probabilities on `images`."""
-    from digits.inference import Predictor
-
-    keras_p = Predictor.from_run(run).probabilities(images)
+def check_export(path: str | os.PathLike, fmt: str, images: np.ndarray, keras_p: np.ndarray) -> float:
+    """Largest absolute difference between the export's probabilities on `images` and the Keras model's, `keras_p`."""
     exported = exported_probabilities(path, fmt, images)
     if exported.shape != keras_p.shape:
         raise DigitsError(f"{path}: the export answers shape {exported.shape}, Keras {keras_p.shape}")

@@ -57,6 +57,11 @@ class Predictor:
         self._lock = threading.Lock()  # guards lazy compilation only
         self._forward = None
 
+    @property
+    def runtime(self) -> str:
+        """What answers, as ``/v1/health`` reports it: ``keras (BACKEND)``."""
+        return f"keras ({self._backend})"
+
     @classmethod
     def from_run(cls, run) -> "Predictor":
         """Load a run directory (a :class:`digits.runs.Run` or its path)."""

@@ -355,7 +355,6 @@ def create_app(
     threshold: float = ABSTAIN_BELOW,
     threads: int | None = None,
     micro_batch: bool = False,
-    runtime: str | None = None,
 ) -> FastAPI:
     """The FastAPI app serving `predictor` (a :class:`digits.inference.Predictor` or alike).
 
@@ -374,9 +373,9 @@ def create_app(
         from digits.serving.batching import BatchingPredictor
 
         predictor = BatchingPredictor(predictor)
-    runtime = runtime or _runtime_of(predictor)
     service = _Service(predictor, threshold, max_pixels,
-                       CapacityLimiter(threads or max(2, os.cpu_count() or 1)), runtime)
+                       CapacityLimiter(threads or max(2, os.cpu_count() or 1)),
+                       getattr(predictor, "runtime", "keras"))  # a predictor "alike" may not say
 
     app = FastAPI(
         title="Digits",
@@ -477,14 +476,6 @@ _PAGE_HEADERS = {
                                "script-src 'self'; connect-src 'self'; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
 }
-
-
-def _runtime_of(predictor) -> str:
-    inner = getattr(predictor, "predictor", predictor)
-    if type(inner).__name__ == "OnnxPredictor":
-        return "onnx"
-    backend = getattr(inner, "_backend", None)
-    return f"keras ({backend})" if backend else "keras"
 
 
 def _model_info(predictor, service: _Service, version: str) -> ModelInfo:

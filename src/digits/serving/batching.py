@@ -55,6 +55,10 @@ class BatchingPredictor:
     def info(self) -> dict:
         return self.predictor.info
 
+    @property
+    def runtime(self) -> str:
+        return self.predictor.runtime
+
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         x = np.asarray(images, dtype=np.float32)
         if x.ndim == 2:
