@@ -32,7 +32,8 @@ use_backend("tensorflow")
 import keras
 from digits.datasets import load_dataset
 from digits.models import build_model
-from digits.training import _dtype_policy, learning_rate_schedule, to_inputs
+from digits.datasets import to_inputs
+from digits.training import _dtype_policy, learning_rate_schedule
 
 network, precision, seed, data_dir, limit, epochs = sys.argv[1:7]
 limit, epochs = int(limit), int(epochs)

@@ -1,7 +1,7 @@
 """How well does `digits predict` read digits the way users photograph them?
 
 Renders each of the 10,000 MNIST test digits as a user's picture with
-:func:`digits.imaging.render_like_user` (dark ink, black, blue or pencil
+:func:`digits.vision.render_like_user` (dark ink, black, blue or pencil
 grey, on off-white paper; a 160..320 x 140..260 canvas with the digit
 off-centre and scaled 3..6x; thinner or thicker strokes; up to 10 degrees of
 rotation; a lighting gradient; sensor noise; a JPEG round trip at quality
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
 
     use_backend(args.backend)
     from digits.datasets import load_dataset
-    from digits.imaging import render_like_user
+    from digits.testing import render_like_user
     from digits.inference import ABSTAIN_BELOW, load_predictor, recognize
 
     data = load_dataset("mnist", data_dir=args.data_dir, progress=False)
@@ -205,7 +205,7 @@ def _glyph28(char: str, rng: np.random.Generator) -> np.ndarray:
     """A character drawn MNIST-style: white on black, longer side 20 px, centred in 28x28."""
     from PIL import Image, ImageDraw, ImageFont
 
-    from digits.imaging import to_mnist
+    from digits.vision import to_mnist
 
     font = ImageFont.truetype(str(FONTS[int(rng.integers(0, len(FONTS)))]), 96)
     img = Image.new("L", (160, 160), 0)
@@ -239,7 +239,7 @@ def _scribble28(rng: np.random.Generator) -> np.ndarray:
         draw.line([(float(56 + ri * np.cos(ti)), float(56 + ri * np.sin(ti))) for ri, ti in zip(r, t)],
                   fill=255, width=width)
     img = img.rotate(float(rng.uniform(0, 360)), Image.Resampling.BICUBIC, fillcolor=0)
-    from digits.imaging import to_mnist
+    from digits.vision import to_mnist
 
     return np.rint(to_mnist(img) * 255).astype(np.uint8)
 

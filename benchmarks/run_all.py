@@ -48,7 +48,8 @@ from digits.backend import use_backend
 use_backend("tensorflow")
 import keras
 from digits.datasets import load_dataset
-from digits.training import TrainConfig, fit_model, to_inputs, training_arrays
+from digits.datasets import to_inputs
+from digits.training import TrainConfig, fit_model, training_arrays
 imported = time.perf_counter()
 
 recipe, seed, data_dir = sys.argv[1], int(sys.argv[2]), sys.argv[3]

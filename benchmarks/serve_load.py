@@ -19,7 +19,7 @@ epochs: the answers' accuracy does not matter for the timing); `--model
 bundled` serves the model bundled with Digits.  Payloads: `png`, the MNIST
 test digits as 28×28 PNG files, dark on white; `photo`, the same digits
 rendered as phone photos (JPEG, about 200×170, see
-digits.imaging.render_like_user); `pixels`, JSON 28×28 arrays.  The client
+digits.vision.render_like_user); `pixels`, JSON 28×28 arrays.  The client
 runs on the same machine, so it competes with the server for the CPU.
 """
 
@@ -92,7 +92,7 @@ def _payloads(kind: str, data_dir: str | None, n: int = 500):
             Image.fromarray(255 - x).save(buf, "PNG")
             name = "digit.png"
         else:
-            from digits.imaging import render_like_user
+            from digits.testing import render_like_user
 
             render_like_user(x, rng).save(buf, "JPEG", quality=90)
             name = "photo.jpg"
@@ -209,7 +209,7 @@ def forward_latency(model: str, data_dir: str | None, calls: int = 5000) -> list
     from digits.cli import _onnx_export_for
     from digits.datasets import load_dataset
     from digits.export import OnnxPredictor
-    from digits.imaging import decode_image
+    from digits.vision import decode_image
     from digits.inference import Predictor, recognize
 
     data = load_dataset("mnist", data_dir=data_dir, progress=False)

@@ -190,7 +190,7 @@ def test_drawing_other_digits_then_clearing(page, name, strokes, digit):
 def test_uploading_a_photo(page, server, mnist_dir, tmp_path):
     """The upload button sends the file itself; the page shows the same answer as the API gives."""
     from digits.datasets import load_dataset
-    from digits.imaging import render_like_user
+    from digits.testing import render_like_user
 
     data = load_dataset("mnist", data_dir=mnist_dir, progress=False)
     photo = render_like_user(data.x_test[0], np.random.default_rng(0))  # a 7 on paper, as phones take them

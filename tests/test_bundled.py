@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from digits.cli import main
-from digits.imaging import render_like_user
+from digits.testing import render_like_user
 from digits.inference import ABSTAIN_BELOW, BUNDLED_DIR, load_predictor
 
 CARD = BUNDLED_DIR / "MODEL_CARD.md"

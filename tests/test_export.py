@@ -15,7 +15,7 @@ from digits.datasets import load_dataset
 from digits.errors import DigitsError
 from digits.export import FORMATS, OnnxPredictor, export_model, exported_probabilities
 from digits.inference import Predictor, recognize
-from digits.training import to_inputs
+from digits.datasets import to_inputs
 
 TOLERANCE = 1e-5
 

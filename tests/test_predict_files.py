@@ -19,7 +19,7 @@ from PIL import Image, features
 
 from digits.cli import main
 from digits.errors import DigitsError
-from digits.imaging import render_like_user
+from digits.testing import render_like_user
 from digits.inference import image_paths, load_predictor, recognize_files
 
 
@@ -110,7 +110,7 @@ def test_every_format_gives_one_json_object_per_file(tiny_run, test_digits, tmp_
 
 def test_transparent_background_is_paper_and_exif_is_honoured(tiny_run, test_digits, tmp_path):
     """The preprocessed images of the RGBA drawing and of the sideways phone photo match the upright ones."""
-    from digits.imaging import load_image, to_mnist
+    from digits.vision import load_image, to_mnist
 
     paths = {p.name: p for p in _write_formats(tmp_path / "pics", test_digits[0][0])}
     upright = to_mnist(load_image(paths["rgb.png"]))

@@ -16,7 +16,7 @@ from PIL import Image
 
 from digits.datasets import load_dataset
 from digits.errors import DigitsError
-from digits.imaging import load_image
+from digits.vision import load_image
 from digits.inference import Predictor, recognize
 from digits.serving import ServeSettings, create_app
 from digits.serving.app import STATIC_DIR, factory
@@ -371,7 +371,7 @@ def test_http_errors_are_json(client):
 
 
 class _Broken:
-    name, info = "broken", {}
+    name, info, runtime, threshold = "broken", {}, "test", 0.8
 
     def probabilities(self, images):
         raise RuntimeError("secret internal state /etc/passwd")
@@ -612,7 +612,7 @@ def test_cli_serve_without_a_model_uses_the_default_or_says_so(monkeypatch, caps
 @pytest.mark.parametrize("fmt,mode", [("PNG", "L"), ("PNG", "RGBA"), ("JPEG", "RGB"), ("GIF", "P"),
                                       ("TIFF", "I;16"), ("WEBP", "RGB"), ("BMP", "1")])
 def test_decode_image_equals_load_image(tmp_path, mnist, fmt, mode):
-    from digits.imaging import decode_image
+    from digits.vision import decode_image
 
     images, _ = mnist
     img = Image.fromarray(255 - images[5])
@@ -631,7 +631,7 @@ def test_decode_image_equals_load_image(tmp_path, mnist, fmt, mode):
 
 
 def test_decode_image_applies_exif_orientation(mnist):
-    from digits.imaging import decode_image
+    from digits.vision import decode_image
 
     images, _ = mnist
     img = Image.fromarray(255 - images[0]).convert("RGB")
@@ -650,7 +650,7 @@ def test_decode_image_applies_exif_orientation(mnist):
     (_png_bomb(100_000, 100_000), "too_large", "too large to decode safely"),
 ])
 def test_decode_image_errors_name_the_upload(data, kind, words):
-    from digits.imaging import ImageDecodeError, decode_image
+    from digits.vision import ImageDecodeError, decode_image
 
     with pytest.raises(ImageDecodeError) as err:
         decode_image(data, "photo.jpg")
@@ -660,7 +660,7 @@ def test_decode_image_errors_name_the_upload(data, kind, words):
 
 
 def test_decode_image_max_pixels():
-    from digits.imaging import ImageDecodeError, decode_image
+    from digits.vision import ImageDecodeError, decode_image
 
     buf = io.BytesIO()
     Image.new("L", (100, 100), 255).save(buf, "PNG")

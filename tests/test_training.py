@@ -178,7 +178,7 @@ def test_mixed_precision_run_saves_a_float32_model_that_scores_as_reported(tmp_p
     import keras
 
     from digits.evaluation import evaluate_arrays
-    from digits.training import to_inputs
+    from digits.datasets import to_inputs
     from digits.datasets import load_dataset
 
     run = train(model="fast", precision="mixed_bfloat16", out=tmp_path / "bf16", data_dir=mnist_dir,

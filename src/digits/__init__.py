@@ -28,6 +28,7 @@ _LAZY = {
     "predict_test_images": "digits.evaluation",
     "Run": "digits.runs",
     "recognize": "digits.inference",
+    "read_number": "digits.inference",
     "load_predictor": "digits.inference",
     "ensemble": "digits.ensemble",
     "tune": "digits.tuning",

@@ -106,9 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_backend(p)
     p.set_defaults(func=cmd_evaluate)
 
-    # --- predict / read (digits.inference, digits.imaging) ---
-    from digits.inference import ABSTAIN_BELOW
-
+    # --- predict / read (digits.inference, digits.vision) ---
     p = sub.add_parser("predict", help="recognize the digit in image files or folders (or test images by --index)")
     p.add_argument("files", nargs="*", metavar="FILE_OR_DIR",
                    help="PNG, JPEG, BMP, GIF, TIFF or WebP pictures of one digit each, any size, "
@@ -120,8 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--top-k", type=_top_k, metavar="K", help="also show the K most probable digits")
     p.add_argument("--threshold", type=probability, metavar="P",
-                   help=f"answer only when the best digit's probability is at least P, "
-                        f"else report the picture as unsure (default: {ABSTAIN_BELOW})")
+                   help="answer only when the best digit's probability is at least P, "
+                        "else report the picture as unsure (default: the model's own, measured when it was made)")
     p.add_argument("--show-preprocessed", metavar="DIR",
                    help="save the 28x28 image the model saw for each file in DIR, as NAME.png")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
@@ -136,7 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a run directory from `digits train` (default: the model bundled with Digits)")
     p.add_argument("--json", action="store_true", help="one JSON object per file")
     p.add_argument("--threshold", type=probability, metavar="P",
-                   help=f"a digit whose best probability is below P is shown as ? (default: {ABSTAIN_BELOW})")
+                   help="a digit whose best probability is below P is shown as ? "
+                        "(default: the model's own, measured when it was made)")
     _add_backend(p)
     p.set_defaults(func=cmd_read)
     # --- end predict / read ---
@@ -191,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-pixels", type=positive_int, default=25_000_000, metavar="N",
                    help="most pixels in one uploaded image (default: 25000000)")
     p.add_argument("--threshold", type=probability, metavar="P",
-                   help="below this confidence the label is null, \"unsure\" (default: the predict default)")
+                   help="below this confidence the label is null, \"unsure\" (default: the model's own)")
     p.add_argument("--threads", type=positive_int, metavar="N",
                    help="requests decoded and classified at once per worker (default: the CPU count)")
     p.add_argument("--micro-batch", action="store_true",
@@ -306,7 +305,7 @@ def cmd_evaluate(args) -> None:
         print(f"{i:>6}" + "".join(f"{v:>6}" for v in row))
 
 
-# --- predict / read (digits.inference, digits.imaging) ---
+# --- predict / read (digits.inference, digits.vision) ---
 probability = _number(float, lambda v: 0 <= v <= 1, "must be between 0 and 1", "a number")
 _top_k = _number(int, lambda v: 1 <= v <= 10, "must be between 1 and 10", "a whole number")
 
@@ -426,10 +425,10 @@ def _preprocessed_name(folder, path, taken: set[str]):
 def _predict_files(args) -> None:
     from pathlib import Path
 
-    from digits.imaging import save_preprocessed
-    from digits.inference import ABSTAIN_BELOW, recognize_files
+    from digits.vision import save_preprocessed
+    from digits.inference import recognize_files
 
-    threshold = ABSTAIN_BELOW if args.threshold is None else args.threshold
+    threshold = args.threshold
     folder = Path(args.show_preprocessed) if args.show_preprocessed else None
     if folder is not None:
         try:
@@ -469,27 +468,11 @@ def _predict_files(args) -> None:
     failures.finish()
 
 
-def read_number(predictor, picture, *, threshold: float) -> dict:
-    """Split a picture into digits, recognize each; the number with each digit's confidence and box."""
-    from digits.imaging import split_digits
-    from digits.inference import recognize
-
-    segments = split_digits(picture)
-    results = recognize(predictor, [s.image for s in segments], threshold=threshold)
-    digits = []
-    for segment, result in zip(segments, results):
-        digits.append({**result.to_dict(), "box": list(segment.box)})
-    if not digits:
-        return {"number": None, "complete": False, "reason": "no digits found", "digits": []}
-    number = "".join("?" if d["label"] is None else str(d["label"]) for d in digits)
-    return {"number": number, "complete": "?" not in number, "digits": digits}
-
-
 def cmd_read(args) -> None:
-    from digits.imaging import load_image
-    from digits.inference import ABSTAIN_BELOW, image_paths
+    from digits.inference import image_paths, read_number
+    from digits.vision import load_image
 
-    threshold = ABSTAIN_BELOW if args.threshold is None else args.threshold
+    threshold = args.threshold
     predictor = _load_predictor(args)
     failures = _Failures("read")
     for path, error in image_paths(args.files):
@@ -602,14 +585,13 @@ def cmd_serve(args) -> None:
 
     import uvicorn
 
-    from digits.inference import ABSTAIN_BELOW
     from digits.runs import Run
     from digits.serving.app import ServeSettings, app_for
 
     settings = ServeSettings(
         model=args.run, runtime=args.runtime, backend=args.backend,
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_batch=args.max_batch,
-        max_pixels=args.max_pixels, threshold=ABSTAIN_BELOW if args.threshold is None else args.threshold,
+        max_pixels=args.max_pixels, threshold=args.threshold,
         threads=args.threads, micro_batch=args.micro_batch)
     if settings.model is not None:
         Run(settings.model)  # a missing or broken run is one line, before anything starts
@@ -665,7 +647,7 @@ def cmd_export(args) -> None:
     images = None
     if args.check:
         from digits.datasets import load_dataset
-        from digits.training import to_inputs
+        from digits.datasets import to_inputs
 
         data = load_dataset(run.config.get("dataset", "mnist"), data_dir=args.data_dir, progress=False)
         images = to_inputs(data.x_test[: args.check])

@@ -43,7 +43,7 @@ def ensemble(runs: list[str | os.PathLike | Run], *, out: str | os.PathLike | No
     """Combine trained runs into one run directory, evaluated on the test split."""
     from digits.datasets import load_dataset
     from digits.evaluation import evaluate_arrays
-    from digits.training import to_inputs
+    from digits.datasets import to_inputs
 
     opened = [r if isinstance(r, Run) else Run(r) for r in runs]
     datasets = {r.config.get("dataset", "mnist") for r in opened}

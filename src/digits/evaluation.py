@@ -74,7 +74,7 @@ def evaluate(run, *, data_dir: str | os.PathLike | None = None) -> Evaluation:
     """Evaluate a run (a :class:`digits.runs.Run` or its path) on its dataset's test split."""
     from digits.datasets import load_dataset
     from digits.runs import Run
-    from digits.training import to_inputs
+    from digits.datasets import to_inputs
 
     run = run if isinstance(run, Run) else Run(run)
     config = run.config
@@ -87,7 +87,7 @@ def predict_test_images(run, indices: list[int], *, data_dir=None) -> list[dict]
     """Predict test-split images by index: label, true label, probability of the label."""
     from digits.datasets import load_dataset
     from digits.runs import Run
-    from digits.training import to_inputs
+    from digits.datasets import to_inputs
 
     run = run if isinstance(run, Run) else Run(run)
     data = load_dataset(run.config.get("dataset", "mnist"), data_dir=data_dir)

@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from digits.errors import DigitsError
+from digits.inference import model_threshold
 
 FORMATS = {"onnx": "model.onnx", "saved_model": "saved_model", "litert": "model.tflite"}
 """Export formats and their default names inside ``RUN_DIR/export/``."""
@@ -186,6 +187,7 @@ class OnnxPredictor:
         self.path = Path(path)
         self.name = name
         self.info = info or {}
+        self.threshold = model_threshold(self.info)
 
     @classmethod
     def from_run(cls, run, onnx_path: str | os.PathLike | None = None, **kwargs) -> "OnnxPredictor":

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from digits.datasets.arrays import MNIST_SIDE
 from digits.errors import DigitsError
 
 MAX_CHUNK = 1024  # the largest batch compiled; bigger inputs run in chunks of this size
@@ -37,7 +38,7 @@ def checked_images(images) -> np.ndarray:
     x = np.ascontiguousarray(images, dtype=np.float32)
     if x.ndim == 2:
         x = x[None]
-    if x.ndim != 3 or x.shape[1:] != (28, 28):
+    if x.ndim != 3 or x.shape[1:] != (MNIST_SIDE, MNIST_SIDE):
         raise DigitsError(f"expected images of shape (N, 28, 28), got {x.shape}")
     if not np.isfinite(x).all():
         raise DigitsError("images contain NaN or infinite values")
@@ -53,6 +54,8 @@ class Predictor:
         self.model = model
         self.name = name
         self.info = info or {}
+        self.threshold = model_threshold(self.info)
+        """Below this top probability an answer is "unsure" (the model's own; see :func:`model_threshold`)."""
         self._backend = keras.backend.backend()
         self._lock = threading.Lock()  # guards lazy compilation only
         self._forward = None
@@ -108,7 +111,7 @@ class Predictor:
         for start in range(0, len(x), MAX_CHUNK):
             chunk = x[start: start + MAX_CHUNK]
             n = len(chunk)
-            padded = np.zeros((_bucket(n), 28, 28), np.float32)
+            padded = np.zeros((_bucket(n), MNIST_SIDE, MNIST_SIDE), np.float32)
             padded[:n] = chunk
             out.append(forward(padded)[:n])
         return np.concatenate(out) if out else np.zeros((0, 10), np.float32)
@@ -145,17 +148,57 @@ def bundled_run_dir() -> Path:
 # `digits read` and the HTTP API.
 
 ABSTAIN_BELOW = 0.8
-"""Below this top probability a prediction is reported as unsure (label None).
+"""The abstain threshold of a model that carries none of its own (see :func:`model_threshold`).
 
-Measured for the bundled model with ``benchmarks/real_images.py`` (chosen on
-renders of the 3,000 validation images, confirmed on the 10,000 test
-renders; tables in ``bundled/MODEL_CARD.md``): at 0.8 it still answers 99% of
-user-like pictures, halves the wrong answers or better (the answers are
-99.6-99.8% right), and refuses about 40% of the letters and a quarter of the
-scribbles and textures that a ten-class MNIST model would otherwise call
-digits.  Raising it further mostly refuses right answers.  ``--threshold`` /
-``threshold=`` adjusts it.
+A prediction whose top probability is below a model's threshold is reported
+as unsure (label None).  Every run made by ``digits train`` measures its own
+(:func:`measure_threshold`) and stores it in ``metrics.json``; the bundled
+model's was measured on user-like renders of its validation images
+(``bundled/MODEL_CARD.md``).  This value is used for older runs only.
 """
+
+THRESHOLD_GRID = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
+"""The thresholds :func:`measure_threshold` chooses from: 0.5 .. 0.95."""
+
+
+def measure_threshold(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    """The abstain threshold for a model, from its probabilities on held-out (validation) images.
+
+    The lowest threshold in :data:`THRESHOLD_GRID` that refuses at least half
+    of the model's wrong answers on those images: the rule by which the
+    bundled model's 0.8 was chosen (it halved the wrong answers on renders of
+    its validation images while still answering 99% of them).  A model with
+    no wrong answers there gets :data:`ABSTAIN_BELOW`.
+    """
+    p = np.asarray(probabilities, dtype=np.float64)
+    y = np.asarray(labels).reshape(-1)
+    if y.size == 0 or p.shape != (y.size, p.shape[-1]):
+        return ABSTAIN_BELOW
+    confidence = p.max(axis=1)
+    wrong = p.argmax(axis=1) != y
+    if not wrong.any():
+        return ABSTAIN_BELOW
+    for threshold in THRESHOLD_GRID:
+        if (wrong & (confidence >= threshold)).sum() <= wrong.sum() / 2:
+            return threshold
+    return THRESHOLD_GRID[-1]
+
+
+def model_threshold(info: dict | None) -> float:
+    """A loaded model's own abstain threshold: ``metrics.json``'s ``threshold``, else :data:`ABSTAIN_BELOW`."""
+    value = ((info or {}).get("metrics") or {}).get("threshold")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1:
+        return float(value)
+    return ABSTAIN_BELOW
+
+
+def _threshold(predictor, threshold: float | None) -> float:
+    """`threshold` when given (checked), else the predictor's own."""
+    if threshold is None:
+        return predictor.threshold
+    if not 0 <= threshold <= 1:
+        raise DigitsError(f"threshold must be between 0 and 1, got {threshold}")
+    return float(threshold)
 
 
 @dataclass
@@ -187,17 +230,18 @@ class Prediction:
         return [(d, self.probabilities[d]) for d in order[:k]]
 
 
-def recognize(predictor: Predictor, pictures, *, threshold: float = ABSTAIN_BELOW) -> list[Prediction]:
+def recognize(predictor: Predictor, pictures, *, threshold: float | None = None) -> list[Prediction]:
     """Normalize each picture the way MNIST was made, classify them in one batch, abstain when unsure.
 
     `pictures` are Pillow images or arrays (a 28×28 MNIST-style array passes
     through unchanged).  A picture with no ink gives ``label=None`` with the
     reason instead of an exception, so one blank page does not fail a batch.
+    `threshold` (default: the model's own, ``predictor.threshold``) is the
+    top probability below which the answer is "unsure".
     """
-    from digits.imaging import NoDigitError, to_mnist
+    from digits.vision import NoDigitError, to_mnist
 
-    if not 0 <= threshold <= 1:
-        raise DigitsError(f"threshold must be between 0 and 1, got {threshold}")
+    threshold = _threshold(predictor, threshold)
     arrays: list[np.ndarray | None] = []
     reasons: list[str | None] = []
     for picture in pictures:
@@ -224,6 +268,27 @@ def recognize(predictor: Predictor, pictures, *, threshold: float = ABSTAIN_BELO
         else:
             results.append(Prediction(best, confidence, rounded, None, array))
     return results
+
+
+def read_number(predictor: Predictor, picture, *, threshold: float | None = None) -> dict:
+    """Read the number in a picture: find the digits, left to right, and recognize each.
+
+    The one code path behind ``digits read``, ``POST /v1/read`` and this
+    API.  Returns a JSON-ready dict: ``number`` (the digits, ``?`` for one
+    the model is unsure of; None when there are none), ``complete`` (False
+    when any digit is unsure or none was found), ``reason`` when nothing was
+    found, and ``digits``, each a :class:`Prediction`'s fields plus its
+    ``box`` ``[x0, y0, x1, y1]`` in the picture's pixels.
+    """
+    from digits.vision import split_digits
+
+    segments = split_digits(picture)
+    results = recognize(predictor, [s.image for s in segments], threshold=threshold)
+    digits = [{**result.to_dict(), "box": list(segment.box)} for segment, result in zip(segments, results)]
+    if not digits:
+        return {"number": None, "complete": False, "reason": "no digits found", "digits": []}
+    number = "".join("?" if d["label"] is None else str(d["label"]) for d in digits)
+    return {"number": number, "complete": "?" not in number, "digits": digits}
 
 
 # ---------------------------------------------------------------------------
@@ -254,7 +319,7 @@ def image_paths(paths: Iterable[str | os.PathLike]) -> Iterator[tuple[Path, Digi
     A folder gives its image files (by suffix, see :data:`IMAGE_SUFFIXES`;
     hidden files and subfolders skipped) in natural order; a folder with none,
     or one that cannot be listed, gives ``(folder, DigitsError)``.  Anything
-    else is passed on as it is: :func:`digits.imaging.load_image` reports a
+    else is passed on as it is: :func:`digits.vision.load_image` reports a
     missing, empty or broken file with one line naming it.
     """
     for raw in paths:
@@ -280,7 +345,7 @@ def recognize_files(
     predictor: Predictor,
     paths: Iterable[str | os.PathLike],
     *,
-    threshold: float = ABSTAIN_BELOW,
+    threshold: float | None = None,
     batch_files: int = BATCH_FILES,
     batch_pixels: int = BATCH_PIXELS,
 ) -> Iterator[tuple[Path, Prediction | DigitsError]]:
@@ -292,10 +357,9 @@ def recognize_files(
     of up to `batch_files` files or `batch_pixels` pixels, so a folder of any
     size needs only one batch in memory.
     """
-    from digits.imaging import load_image
+    from digits.vision import load_image
 
-    if not 0 <= threshold <= 1:
-        raise DigitsError(f"threshold must be between 0 and 1, got {threshold}")
+    threshold = _threshold(predictor, threshold)
     pending: list[tuple[Path, object]] = []
     count = pixels = 0
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from digits import distribute
 from digits.backend import native_bfloat16, running_backend, use_backend
-from digits.datasets import load_dataset
+from digits.datasets import load_dataset, to_inputs
 from digits.errors import DigitsError
 from digits.models import build_model, get_model_spec
 from digits.runs import Run, RunWriter, read_json_object
@@ -112,11 +112,6 @@ def _check(cfg: TrainConfig) -> None:
     get_model_spec(cfg.model).architecture(cfg.extra.get("architecture"))
 
 
-def to_inputs(images: np.ndarray) -> np.ndarray:
-    """uint8 images (N, 28, 28) → the float32 [0, 1] arrays every model takes, converted once."""
-    return np.asarray(images, dtype=np.float32) * np.float32(1 / 255)
-
-
 def train(
     config: TrainConfig | None = None,
     *,
@@ -163,6 +158,7 @@ def train(
         model = inference_copy(model)
 
         result = evaluate_arrays(model, to_inputs(data.x_test), data.y_test)
+        threshold = _validation_threshold(model, x[n_fit:], y[n_fit:])
         metrics = {
             "test_accuracy": result.accuracy,
             "test_loss": result.loss,
@@ -172,6 +168,7 @@ def train(
             "train_images": n_fit,
             "validation_images": len(x) - n_fit,
             "test_images": len(data.y_test),
+            **threshold,
         }
         last = {k: float(v[-1]) for k, v in history.history.items() if v}
         metrics.update({f"final_{k}": round(v, 6) for k, v in last.items()})
@@ -189,6 +186,18 @@ def train(
         samples_figure.result()
         writer.write_curves(history.history)
     return Run(writer.final_path)
+
+
+def _validation_threshold(model, x_val: np.ndarray, y_val: np.ndarray) -> dict:
+    """The run's abstain threshold, measured on its validation images (none held out: the default)."""
+    from digits.evaluation import predict_probabilities
+    from digits.inference import ABSTAIN_BELOW, measure_threshold
+
+    if len(x_val) == 0:
+        return {"threshold": ABSTAIN_BELOW, "threshold_measured_on": "nothing: no validation split (the default)"}
+    labels = y_val.argmax(axis=1) if y_val.ndim == 2 else y_val
+    value = measure_threshold(predict_probabilities(model, x_val), labels)
+    return {"threshold": value, "threshold_measured_on": f"{len(x_val)} validation images"}
 
 
 def training_arrays(cfg: TrainConfig, data) -> tuple[np.ndarray, np.ndarray]:

@@ -4,6 +4,7 @@ Importing this package is cheap and never imports Keras, so the CLI can load
 data before the Keras backend is chosen.
 """
 
+from digits.datasets.arrays import MNIST_SIDE, to_inputs
 from digits.datasets.idx import read_idx, write_idx
 from digits.datasets.sources import (
     DATASETS,
@@ -17,8 +18,10 @@ __all__ = [
     "DATASETS",
     "Dataset",
     "DatasetSpec",
+    "MNIST_SIDE",
     "default_cache_dir",
     "load_dataset",
     "read_idx",
+    "to_inputs",
     "write_idx",
 ]

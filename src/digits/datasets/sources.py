@@ -40,6 +40,7 @@ from typing import TextIO
 
 import numpy as np
 
+from digits.datasets.arrays import MNIST_SIDE
 from digits.datasets.idx import part_path, read_idx
 from digits.errors import DigitsError
 
@@ -56,7 +57,6 @@ STANDARD_FILES: tuple[str, str, str, str] = (
     "t10k-labels-idx1-ubyte.gz",
 )
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
-IMAGE_SHAPE = (28, 28)
 
 DOWNLOAD_TIMEOUT_S = 30.0
 USER_AGENT = "digits-dataset-loader (python urllib)"
@@ -299,7 +299,7 @@ def _checked_dataset(
 
 
 def _check_images(images: np.ndarray, name: str) -> None:
-    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != IMAGE_SHAPE:
+    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (MNIST_SIDE, MNIST_SIDE):
         raise DigitsError(
             f"{name}: expected uint8 images of shape N×28×28, found {images.dtype} {_shape_text(images)}"
         )

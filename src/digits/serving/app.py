@@ -16,7 +16,7 @@ Routes (all answers JSON except the page and its files):
 
 Every picture goes through :func:`digits.inference.recognize`, the code path
 of ``digits predict``; uploads are decoded by
-:func:`digits.imaging.decode_image`, which shares :func:`load_image`'s checks,
+:func:`digits.vision.decode_image`, which shares :func:`load_image`'s checks,
 so what a file *is* is decided by decoding it, never by its declared type.
 
 Errors are JSON ``{"error": code, "detail": one line}``: 400 for an empty or
@@ -51,8 +51,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from digits.datasets.arrays import MNIST_SIDE
 from digits.errors import DigitsError
-from digits.inference import ABSTAIN_BELOW, recognize
+from digits.inference import recognize
 
 log = logging.getLogger("digits.serving")
 
@@ -67,21 +68,19 @@ DEFAULT_MAX_PIXELS = 25_000_000
 """Most pixels in one decoded upload: a 24-megapixel photo passes; more would take
 seconds and hundreds of MB to normalize, and a small file can claim billions."""
 
-SIDE = 28
-
 # ---------------------------------------------------------------------------
 # Request and response models
 
 
 Pixel = Annotated[float, Field(ge=0, le=255, allow_inf_nan=False, strict=True)]
-Row = Annotated[list[Pixel], Field(min_length=SIDE, max_length=SIDE)]
+Row = Annotated[list[Pixel], Field(min_length=MNIST_SIDE, max_length=MNIST_SIDE)]
 
 
 class PixelsRequest(BaseModel):
     """One digit as numbers: 28 rows of 28 grey levels, 0 = black paper to 255 = white ink (as in MNIST)."""
 
     model_config = ConfigDict(extra="forbid")
-    pixels: Annotated[list[Row], Field(min_length=SIDE, max_length=SIDE,
+    pixels: Annotated[list[Row], Field(min_length=MNIST_SIDE, max_length=MNIST_SIDE,
                                        description="28 rows of 28 numbers in [0, 255]")]
 
 
@@ -180,7 +179,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DigitsError)
     async def digits_error(request: Request, exc: DigitsError):
-        from digits.imaging import ImageDecodeError
+        from digits.vision import ImageDecodeError
 
         if isinstance(exc, ImageDecodeError) and exc.kind in _DECODE_STATUS:
             return _error(*_DECODE_STATUS[exc.kind], exc)
@@ -301,7 +300,7 @@ class _Service:
 
     def _recognize(self, items: list) -> list:
         """Decode uploads and recognize everything, in a worker thread."""
-        from digits.imaging import decode_image
+        from digits.vision import decode_image
 
         pictures = [decode_image(item[1], item[0], max_pixels=self.max_pixels) if isinstance(item, tuple)
                     else item for item in items]
@@ -352,7 +351,7 @@ def create_app(
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
     max_batch: int = DEFAULT_MAX_BATCH,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
-    threshold: float = ABSTAIN_BELOW,
+    threshold: float | None = None,
     threads: int | None = None,
     micro_batch: bool = False,
 ) -> FastAPI:
@@ -367,6 +366,8 @@ def create_app(
 
     if max_upload_bytes < 1 or max_batch < 1:
         raise DigitsError("max upload size and max batch must be at least 1")
+    if threshold is None:
+        threshold = predictor.threshold  # the model's own
     if not 0 <= threshold <= 1:
         raise DigitsError(f"threshold must be between 0 and 1, got {threshold}")
     if micro_batch:
@@ -501,7 +502,7 @@ def _model_info(predictor, service: _Service, version: str) -> ModelInfo:
         test_accuracy=float(accuracy) if accuracy is not None else None,
         dataset=config.get("dataset"),
         input=InputFormat(
-            shape=[SIDE, SIDE],
+            shape=[MNIST_SIDE, MNIST_SIDE],
             pixels="JSON: 28 rows of 28 numbers in [0, 255], white digit on black (MNIST)",
             uploads="any image Pillow reads (PNG, JPEG, BMP, GIF, TIFF, WebP, ...) of up to "
                     f"{service.max_pixels or Image.MAX_IMAGE_PIXELS} pixels, normalized as MNIST was made",
@@ -528,7 +529,7 @@ class ServeSettings:
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     max_batch: int = DEFAULT_MAX_BATCH
     max_pixels: int | None = DEFAULT_MAX_PIXELS
-    threshold: float = ABSTAIN_BELOW
+    threshold: float | None = None  # None: the model's own
     threads: int | None = None
     micro_batch: bool = False
 
@@ -582,7 +583,7 @@ def load_serving_predictor(settings: ServeSettings):
 def warm_up(predictor) -> None:
     """Compile the batch shapes a server meets first (1..8 images), before the first request."""
     for n in (1, 2, 4, 8):
-        predictor.probabilities(np.zeros((n, SIDE, SIDE), np.float32))
+        predictor.probabilities(np.zeros((n, MNIST_SIDE, MNIST_SIDE), np.float32))
 
 
 def app_for(settings: ServeSettings, predictor=None) -> FastAPI:

@@ -59,6 +59,10 @@ class BatchingPredictor:
     def runtime(self) -> str:
         return self.predictor.runtime
 
+    @property
+    def threshold(self) -> float:
+        return self.predictor.threshold
+
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         x = np.asarray(images, dtype=np.float32)
         if x.ndim == 2:

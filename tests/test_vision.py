@@ -1,4 +1,4 @@
-"""Tests for digits.imaging: reading users' pictures and making them MNIST-like.
+"""Tests for digits.vision: reading users' pictures and making them MNIST-like.
 
 Every picture is drawn here with Pillow at run time; nothing binary is
 committed.  The real MNIST test images (via the ``mnist_dir`` fixture) check
@@ -25,13 +25,13 @@ from hypothesis.extra.numpy import arrays
 from PIL import Image, ImageDraw, ImageFilter, ImageFont, features
 
 from digits.errors import DigitsError
-from digits.imaging import (
+from digits.testing import render_like_user
+from digits.vision import (
     InkReport,
     NoDigitError,
     Segment,
     find_ink,
     load_image,
-    render_like_user,
     save_preprocessed,
     split_digits,
     to_mnist,
