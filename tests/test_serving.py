@@ -546,6 +546,25 @@ def test_cli_serve_starts_uvicorn(run, monkeypatch):
         assert c.get("/v1/health").json()["model"] == "mlp"
 
 
+def test_serve_checks_the_run_then_starts_uvicorn(run, tmp_path, monkeypatch, capsys):
+    """serve() is the library's start-up: the CLI only reads flags into ServeSettings."""
+    import uvicorn
+
+    from digits.serving import serve
+
+    calls = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append((app, kw)))
+    with pytest.raises(DigitsError, match="no such run directory"):
+        serve(ServeSettings(model=str(tmp_path / "missing")), host="::1", port=1, workers=1, log_level="info")
+    assert not calls
+    serve(ServeSettings(model=str(run.path), max_batch=3), host="::1", port=8124, workers=1, log_level="warning")
+    app, kw = calls[0]
+    assert kw == {"host": "::1", "port": 8124, "log_level": "warning"}
+    assert app.state.settings["max_batch"] == 3
+    err = capsys.readouterr().err
+    assert "digits serve: model mlp (keras" in err and "on http://[::1]:8124/" in err
+
+
 def test_cli_serve_several_workers(run, monkeypatch):
     """Each worker loads the model through the factory; their connections keep TCP_NODELAY."""
     import socket
