@@ -206,9 +206,8 @@ def forward_latency(model: str, data_dir: str | None, calls: int = 5000) -> list
     from digits.backend import use_backend
 
     use_backend("jax")
-    from digits.cli import _onnx_export_for
     from digits.datasets import load_dataset
-    from digits.export import OnnxPredictor
+    from digits.export import OnnxPredictor, ensure_onnx
     from digits.vision import decode_image
     from digits.inference import Predictor, recognize
 
@@ -218,7 +217,7 @@ def forward_latency(model: str, data_dir: str | None, calls: int = 5000) -> list
     Image.fromarray(255 - data.x_test[0]).save(buf, "PNG")
     png = buf.getvalue()
     predictors = {"keras (jax)": Predictor.from_run(model),
-                  "onnxruntime": OnnxPredictor.from_run(model, _onnx_export_for(model))}
+                  "onnxruntime": OnnxPredictor.from_run(model, ensure_onnx(model))}
     rows = []
     for name, p in predictors.items():
         def timed(fn, n):

@@ -13,12 +13,10 @@ from fastapi.testclient import TestClient
 
 from digits.datasets import load_dataset
 from digits.errors import DigitsError
-from digits.export import FORMATS, OnnxPredictor, export_model, exported_probabilities
+from digits.export import (FORMATS, VERIFY_TOLERANCE, OnnxPredictor, ensure_onnx, export_model,
+                           exported_probabilities, verify)
 from digits.inference import Predictor, recognize
 from digits.datasets import to_inputs
-
-TOLERANCE = 1e-5
-
 
 def _need(*modules: str) -> None:
     """Skip without the exporters locally; on CI they are part of the environment and must be there."""
@@ -61,7 +59,7 @@ def exported(run, mnist_dir):
     assert set(lines) == set(FORMATS), proc.stdout
     for line in lines.values():
         assert "on 1000 test images" in line, line
-        assert float(line.rsplit(" ", 1)[1]) <= TOLERANCE
+        assert float(line.rsplit(" ", 1)[1]) <= VERIFY_TOLERANCE
     return {fmt: run.path / "export" / name for fmt, name in FORMATS.items()}
 
 
@@ -72,8 +70,58 @@ def test_export_matches_keras_on_1000_test_images(run, exported, test_images, fm
     keras_p = Predictor.from_run(run).probabilities(x)
     export_p = exported_probabilities(exported[fmt], fmt, x)
     assert export_p.shape == keras_p.shape == (1000, 10)
-    assert float(np.abs(export_p - keras_p).max()) <= TOLERANCE
+    assert float(np.abs(export_p - keras_p).max()) <= VERIFY_TOLERANCE
     assert (export_p.argmax(1) == keras_p.argmax(1)).all()
+
+
+def test_verify_checks_every_format_against_one_keras_pass(run, exported, mnist_dir):
+    from digits.export import _keras_reference
+
+    _keras_reference.cache_clear()
+    for fmt in FORMATS:
+        assert 0 <= verify(run, fmt, 100, data_dir=mnist_dir) <= VERIFY_TOLERANCE
+    assert _keras_reference.cache_info().misses == 1  # Keras ran once for the three formats
+
+
+def test_verify_refuses_a_missing_or_differing_export(run, exported, mnist_dir, tmp_path):
+    import shutil
+
+    import keras
+
+    from digits.runs import Run
+
+    with pytest.raises(DigitsError, match=r"no litert export; run `digits export .* --format litert`"):
+        verify(run, "litert", 10, path=tmp_path / "none.tflite")
+    with pytest.raises(DigitsError, match="has 10000 test images; cannot verify on 20000"):
+        verify(run, "onnx", 20000, data_dir=mnist_dir)
+    # The same architecture with other weights: the run's ONNX export no longer matches it.
+    other = Run(shutil.copytree(run.path, tmp_path / "other", ignore=shutil.ignore_patterns("export")))
+    model = other.load_model()
+    model.set_weights([w + 0.1 for w in model.get_weights()])
+    model.save(other.model_path)
+    with pytest.raises(DigitsError) as error:
+        verify(other, "onnx", 50, path=exported["onnx"], data_dir=mnist_dir)
+    assert str(error.value).startswith(f"{exported['onnx']}: the export differs from the Keras model by ")
+    assert str(error.value).endswith(f"(limit {VERIFY_TOLERANCE:g})") and "\n" not in str(error.value)
+
+
+def test_ensure_onnx_uses_a_current_export_else_exports_to_a_temporary_file(run, exported, tmp_path, capsys):
+    import shutil
+
+    from digits.runs import Run
+
+    assert ensure_onnx(run) == exported["onnx"]
+    assert capsys.readouterr().err == ""
+    stale = Run(shutil.copytree(run.path, tmp_path / "stale"))
+    earlier = stale.model_path.stat().st_mtime - 10
+    os.utime(stale.path / "export" / "model.onnx", (earlier, earlier))  # the model is newer than its export
+    path = ensure_onnx(stale)
+    assert path != stale.path / "export" / "model.onnx" and path.is_file()
+    assert not str(path).startswith(str(stale.path))  # the run directory is not written to
+    assert capsys.readouterr().err.startswith(f"digits serve: exporting {stale.path} to ONNX")
+    x = np.random.default_rng(0).random((8, 28, 28), dtype=np.float32)
+    assert np.abs(OnnxPredictor(path).probabilities(x) - Predictor.from_run(stale).probabilities(x)).max() \
+        <= VERIFY_TOLERANCE
 
 
 def test_onnx_predictor_recognizes_like_keras(run, exported, test_images):
@@ -146,7 +194,7 @@ def test_export_from_a_jax_process_runs_tensorflow_in_a_child(run, tmp_path, tes
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no temporary leftovers
     x, _, _ = test_images
     diff = np.abs(OnnxPredictor(out).probabilities(x[:100]) - Predictor.from_run(run).probabilities(x[:100]))
-    assert diff.max() <= TOLERANCE
+    assert diff.max() <= VERIFY_TOLERANCE
 
 
 def test_models_with_augmentation_layers_export_in_inference_mode(tmp_path, test_images):
@@ -166,4 +214,4 @@ def test_models_with_augmentation_layers_export_in_inference_mode(tmp_path, test
     out = export_model(Run(folder), "onnx")
     x, _, _ = test_images
     keras_p = Predictor.from_run(folder).probabilities(x[:200])
-    assert np.abs(OnnxPredictor(out).probabilities(x[:200]) - keras_p).max() <= TOLERANCE
+    assert np.abs(OnnxPredictor(out).probabilities(x[:200]) - keras_p).max() <= VERIFY_TOLERANCE

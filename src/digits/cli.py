@@ -170,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     # --- end report / compare ---
 
     # --- serve / export (digits.serving, digits.export) ---
-    from digits.export import FORMATS as EXPORT_FORMATS
+    from digits.export import FORMATS as EXPORT_FORMATS, VERIFY_TOLERANCE
 
     p = sub.add_parser("serve", help="serve the HTTP API and the drawing page (FastAPI under uvicorn)")
     p.add_argument("--model", metavar="RUN_DIR", dest="run",
@@ -210,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "only with a single --format")
     p.add_argument("--check", type=positive_int, metavar="N",
                    help="compare the export's probabilities with Keras's on the first N test images "
-                        "(fails above 1e-5)")
+                        f"(fails above {VERIFY_TOLERANCE:g})")
     _add_data_dir(p)
     p.set_defaults(func=cmd_export)
     # --- end serve / export ---
@@ -559,32 +559,12 @@ def _default_model_dir() -> str:
     return str(bundled_run_dir())
 
 
-def _onnx_export_for(run_dir: str) -> str:
-    """RUN_DIR/export/model.onnx when it is newer than the model, else a fresh export in a temporary folder."""
-    import atexit
-    import shutil
-    import tempfile
-    from pathlib import Path
-
-    from digits.export import default_path, export_model
-    from digits.runs import Run
-
-    run = Run(run_dir)
-    path = default_path(run, "onnx")
-    if path.is_file() and path.stat().st_mtime >= run.model_path.stat().st_mtime:
-        return str(path)
-    folder = Path(tempfile.mkdtemp(prefix="digits-serve-onnx-"))
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    print(f"digits serve: exporting {run.path} to ONNX (run `digits export {run.path}` once to skip this)",
-          file=sys.stderr, flush=True)
-    return str(export_model(run, "onnx", folder / "model.onnx", subprocess_=True))
-
-
 def cmd_serve(args) -> None:
     import os
 
     import uvicorn
 
+    from digits.export import ensure_onnx
     from digits.runs import Run
     from digits.serving.app import ServeSettings, app_for
 
@@ -597,7 +577,7 @@ def cmd_serve(args) -> None:
         Run(settings.model)  # a missing or broken run is one line, before anything starts
     if settings.runtime == "onnx":
         settings.model = settings.model or _default_model_dir()
-        settings.onnx_path = _onnx_export_for(settings.model)
+        settings.onnx_path = str(ensure_onnx(settings.model))
     url = f"http://{'[' + args.host + ']' if ':' in args.host else args.host}:{args.port}/"
     if args.workers == 1:
         app = app_for(settings)  # the model loads here: its errors are one line too
@@ -637,33 +617,19 @@ def _serve_workers(config) -> None:
 
 
 def cmd_export(args) -> None:
-    from digits.export import check_export, export_model
+    from digits.export import export_model, verify
     from digits.runs import Run
 
     run = Run(args.run)  # a missing run is reported before Keras starts
     formats = list(dict.fromkeys(args.formats or ["onnx"]))
     if args.out is not None and len(formats) > 1:
         raise DigitsError("--out names one file; give a single --format with it")
-    images = None
-    if args.check:
-        from digits.datasets import load_dataset
-        from digits.datasets import to_inputs
-
-        data = load_dataset(run.config.get("dataset", "mnist"), data_dir=args.data_dir, progress=False)
-        images = to_inputs(data.x_test[: args.check])
-    keras_p = None
     for fmt in formats:
         path = export_model(run, fmt, args.out)
         line = f"{fmt}: {path}"
-        if images is not None:
-            if keras_p is None:  # once, and after the first export: see export_model on Keras's backend
-                from digits.inference import Predictor
-
-                keras_p = Predictor.from_run(run).probabilities(images)
-            diff = check_export(path, fmt, images, keras_p)
-            line += f"   max |p_export - p_keras| on {len(images)} test images: {diff:.2e}"
-            if not diff <= 1e-5:
-                raise DigitsError(f"{path}: the export differs from the Keras model by {diff:.2e} (limit 1e-5)")
+        if args.check:
+            diff = verify(run, fmt, args.check, path=path, data_dir=args.data_dir)
+            line += f"   max |p_export - p_keras| on {args.check} test images: {diff:.2e}"
         print(line, flush=True)
 # --- end serve / export ---
 

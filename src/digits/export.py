@@ -34,6 +34,7 @@ ONNX server uses a third of the memory (no JAX or Keras loaded).
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -195,9 +196,7 @@ class OnnxPredictor:
         from digits.runs import Run
 
         run = run if isinstance(run, Run) else Run(run)
-        path = Path(onnx_path) if onnx_path is not None else default_path(run, "onnx")
-        if not path.is_file():
-            raise DigitsError(f"{path}: no ONNX export; run `digits export {run.path} --format onnx`")
+        path = _existing_export(run, "onnx", onnx_path)
         info = {"config": run.config, "metrics": run.metrics, "path": str(run.path), "onnx": str(path)}
         kwargs.setdefault("name", run.path.name)
         return cls(path, info=info, **kwargs)
@@ -251,12 +250,90 @@ def _litert_interpreter(path):
             return tf.lite.Interpreter(model_path=str(path))
 
 
-def check_export(path: str | os.PathLike, fmt: str, images: np.ndarray, keras_p: np.ndarray) -> float:
-    """Largest absolute difference between the export's probabilities on `images` and the Keras model's, `keras_p`."""
+VERIFY_TOLERANCE = 1e-5
+"""The largest difference in probability :func:`verify` accepts between an export and its Keras model."""
+
+
+def verify(run, fmt: str, n: int, *, path: str | os.PathLike | None = None,
+           data_dir: str | os.PathLike | None = None) -> float:
+    """Compare the export's probabilities with Keras's on the first `n` test images; returns the largest difference.
+
+    `path` is the export (default: where :func:`export_model` writes `fmt`);
+    the images come from the run's own dataset.  Raises :class:`DigitsError`
+    when the difference is above :data:`VERIFY_TOLERANCE`.  Keras's
+    probabilities are computed once for the run and `n`, so checking several
+    formats in a row runs the Keras model once.  Call it after exporting: an
+    export in this process must come before Keras starts on another backend
+    (see :func:`export_model`).
+    """
+    from digits.runs import Run
+
+    run = run if isinstance(run, Run) else Run(run)
+    path = _existing_export(run, fmt, path)
+    if n < 1:
+        raise DigitsError(f"verifying needs at least 1 test image, got {n}")
+    model = run.model_path.stat()
+    images, keras_p = _keras_reference(str(run.path), model.st_mtime_ns, model.st_size, n,
+                                       None if data_dir is None else str(data_dir))
     exported = exported_probabilities(path, fmt, images)
     if exported.shape != keras_p.shape:
         raise DigitsError(f"{path}: the export answers shape {exported.shape}, Keras {keras_p.shape}")
-    return float(np.abs(exported - keras_p).max())
+    diff = float(np.abs(exported - keras_p).max())
+    if not diff <= VERIFY_TOLERANCE:
+        raise DigitsError(f"{path}: the export differs from the Keras model by {diff:.2e} "
+                          f"(limit {VERIFY_TOLERANCE:g})")
+    return diff
+
+
+@functools.lru_cache(maxsize=1)
+def _keras_reference(run_path: str, mtime_ns: int, size: int, n: int, data_dir: str | None):
+    """The first `n` test images of the run's dataset and the Keras model's probabilities on them.
+
+    Keyed by the model file's time and size, so a retrained run is not
+    answered from the cache.
+    """
+    from digits.datasets import load_dataset, to_inputs
+    from digits.inference import Predictor
+    from digits.runs import Run
+
+    run = Run(run_path)
+    dataset = run.config.get("dataset", "mnist")
+    data = load_dataset(dataset, data_dir=data_dir, progress=False)
+    if n > len(data.x_test):
+        raise DigitsError(f"{dataset} has {len(data.x_test)} test images; cannot verify on {n}")
+    images = to_inputs(data.x_test[:n])
+    return images, Predictor.from_run(run).probabilities(images)
+
+
+def _existing_export(run, fmt: str, path: str | os.PathLike | None) -> Path:
+    """`path`, or the default export of `fmt`, checked to exist: a missing one says how to make it."""
+    path = Path(path) if path is not None else default_path(run, _check_format(fmt))
+    if not path.exists():
+        raise DigitsError(f"{path}: no {fmt} export; run `digits export {run.path} --format {fmt}`")
+    return path
+
+
+def ensure_onnx(run) -> Path:
+    """An ONNX export of `run` that is current: ``RUN_DIR/export/model.onnx`` when newer than the model.
+
+    Otherwise the model is exported (in a TensorFlow child process, so the
+    caller's Keras backend does not matter) into a temporary folder removed
+    when this process exits, with a note on stderr because exporting takes
+    seconds; the run directory is not written to.
+    """
+    import atexit
+
+    from digits.runs import Run
+
+    run = run if isinstance(run, Run) else Run(run)
+    path = default_path(run, "onnx")
+    if path.is_file() and path.stat().st_mtime >= run.model_path.stat().st_mtime:
+        return path
+    folder = Path(tempfile.mkdtemp(prefix="digits-serve-onnx-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    print(f"digits serve: exporting {run.path} to ONNX (run `digits export {run.path}` once to skip this)",
+          file=sys.stderr, flush=True)
+    return export_model(run, "onnx", folder / "model.onnx", subprocess_=True)
 
 
 def _main(argv: list[str]) -> int:
