@@ -17,7 +17,7 @@ from PIL import Image
 from digits.datasets import load_dataset
 from digits.errors import DigitsError
 from digits.vision import load_image
-from digits.inference import Predictor, recognize
+from digits.inference import Predictor, read_number, recognize
 from digits.serving import ServeSettings, create_app
 from digits.serving.app import STATIC_DIR, factory
 from digits.serving.batching import BatchingPredictor
@@ -207,6 +207,63 @@ def test_batch_json(client, mnist):
     assert got == single
 
 
+def number_png(digits: list[np.ndarray]) -> bytes:
+    """MNIST digits, three times their size, dark on white paper side by side: a handwritten number."""
+    side, step = 84, 100
+    sheet = np.full((140, 40 + step * len(digits)), 255, np.uint8)
+    for k, digit in enumerate(digits):
+        big = np.asarray(Image.fromarray(digit).resize((side, side), Image.Resampling.BICUBIC))
+        region = sheet[28: 28 + side, 20 + step * k: 20 + step * k + side]
+        np.minimum(region, 255 - big, out=region)
+    buf = io.BytesIO()
+    Image.fromarray(sheet).save(buf, "PNG")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("picks", [[0, 1, 2], [3, 4, 5, 6]])
+def test_read_answers_exactly_what_read_number_answers(client, predictor, mnist, tmp_path, picks):
+    """A picture of a number, uploaded or sent raw, gets read_number's own answer and the model's name."""
+    images, _ = mnist
+    data = number_png([images[i] for i in picks])
+    path = tmp_path / "number.png"
+    path.write_bytes(data)
+    expected = {**read_number(predictor, load_image(path), threshold=TINY_THRESHOLD), "model": "mlp"}
+    for response in (client.post("/v1/read", files={"file": ("number.png", data, "image/png")}),
+                     client.post("/v1/read", content=data, headers={"content-type": "application/octet-stream"})):
+        assert response.status_code == 200, response.text
+        assert response.json() == expected
+    body = response.json()
+    # One digit per MNIST image, left to right, each boxed where it was pasted.
+    assert len(body["digits"]) == len(picks) and len(body["number"]) == len(picks)
+    for k, digit in enumerate(body["digits"]):
+        x0, y0, x1, y1 = digit["box"]
+        assert 20 + 100 * k <= x0 < x1 <= 20 + 100 * k + 84 and 28 <= y0 < y1 <= 28 + 84
+        assert len(digit["probabilities"]) == 10
+        assert body["number"][k] == ("?" if digit["label"] is None else str(digit["label"]))
+    assert body["complete"] == ("?" not in body["number"])
+
+
+def test_read_blank_and_unsure(client, predictor, mnist):
+    blank = io.BytesIO()
+    Image.new("L", (200, 100), 255).save(blank, "PNG")
+    body = client.post("/v1/read", files={"file": ("blank.png", blank.getvalue())}).json()
+    assert body["number"] is None and body["complete"] is False and body["digits"] == []
+    assert body["reason"] and body["model"] == "mlp"
+    images, _ = mnist
+    with TestClient(create_app(predictor, threshold=1.0)) as c:  # every digit is unsure
+        body = c.post("/v1/read", files={"file": ("n.png", number_png(list(images[:3])))}).json()
+    assert body["number"] == "???" and body["complete"] is False
+    assert all(d["label"] is None and d["reason"].startswith("unsure") for d in body["digits"])
+
+
+def test_read_refuses_json_and_several_files(client, mnist):
+    images, _ = mnist
+    assert_error(client.post("/v1/read", json={"pixels": _pixels()}), 415, "unsupported_media_type")
+    two = [("file", ("a.png", png(images[0]))), ("file", ("b.png", png(images[1])))]
+    assert_error(client.post("/v1/read", files=two), 422, "too_many_files")
+    assert_error(client.post("/v1/read", files={"picture": ("a.png", png(images[0]))}), 422, "missing_file")
+
+
 # ---------------------------------------------------------------------------
 # Errors: each a 4xx JSON {"error", "detail"}, never a traceback
 
@@ -288,11 +345,12 @@ BAD_UPLOADS = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD_UPLOADS))
-def test_bad_uploads(client, case):
+@pytest.mark.parametrize("url", ["/v1/predict", "/v1/read"])
+def test_bad_uploads(client, case, url):
     data, status, error = BAD_UPLOADS[case]
-    assert_error(client.post("/v1/predict", files={"file": ("x.png", data, "image/png")}), status, error)
+    assert_error(client.post(url, files={"file": ("x.png", data, "image/png")}), status, error)
     if data:  # the same bytes as a raw body
-        assert_error(client.post("/v1/predict", content=data, headers={"content-type": "image/png"}), status, error)
+        assert_error(client.post(url, content=data, headers={"content-type": "image/png"}), status, error)
 
 
 def test_bad_upload_in_a_batch_names_it(client, mnist):
@@ -307,18 +365,20 @@ def test_server_pixel_limit(predictor, mnist):
     with TestClient(create_app(predictor, max_pixels=1000)) as c:
         big = png(np.kron(images[0], np.ones((2, 2), np.uint8)))  # 56×56 = 3136 pixels
         assert_error(c.post("/v1/predict", files={"file": ("big.png", big)}), 413, "image_too_large")
+        assert_error(c.post("/v1/read", files={"file": ("big.png", big)}), 413, "image_too_large")
         assert c.post("/v1/predict", files={"file": ("ok.png", png(images[0]))}).status_code == 200
 
 
 def test_empty_body(client):
-    for url in ("/v1/predict", "/v1/predict/batch"):
+    for url in ("/v1/predict", "/v1/predict/batch", "/v1/read"):
         assert_error(client.post(url), 400, "empty_body")
         assert_error(client.post(url, content=b"", headers=JSON), 400, "empty_body")
 
 
 def test_oversized_request_by_header(client):
-    body = assert_error(client.post("/v1/predict", content=b"x" * 200_001), 413, "payload_too_large")
-    assert "200001 bytes" in body["detail"]
+    for url in ("/v1/predict", "/v1/read"):
+        body = assert_error(client.post(url, content=b"x" * 200_001), 413, "payload_too_large")
+        assert "200001 bytes" in body["detail"]
     big = [("files", ("a.png", b"\0" * 120_000)), ("files", ("b.png", b"\0" * 120_000))]
     assert_error(client.post("/v1/predict/batch", files=big), 413, "payload_too_large")
 
@@ -414,8 +474,8 @@ class _Slow:
 
     def probabilities(self, images):
         x = np.asarray(images, np.float32)
-        if not np.isfinite(x).all():
-            raise DigitsError("images contain NaN or infinite values")
+        if (x < 0).any():  # passes the batching predictor's own checks, fails in the model's call
+            raise DigitsError("images contain negative values")
         self.sizes.append(len(x))
         time.sleep(0.02)
         return np.repeat(x.reshape(len(x), -1)[:, :10], 1, axis=0)
@@ -435,7 +495,7 @@ def test_batching_predictor_shares_forward_passes():
 
 def test_batching_predictor_keeps_errors_to_their_caller():
     batching = BatchingPredictor(_Slow())
-    bad = np.full((1, 28, 28), np.nan, np.float32)
+    bad = np.full((1, 28, 28), -1, np.float32)
     barrier = threading.Barrier(6)
 
     def call(x):
@@ -449,7 +509,7 @@ def test_batching_predictor_keeps_errors_to_their_caller():
     with ThreadPoolExecutor(6) as pool:
         results = list(pool.map(call, inputs))
     assert all(isinstance(r, np.ndarray) and r.shape == (2, 10) for r in results[:5])
-    assert isinstance(results[5], DigitsError)
+    assert isinstance(results[5], DigitsError) and "negative" in str(results[5])
 
 
 def test_micro_batched_app_answers_the_same(predictor, client, mnist):
@@ -475,7 +535,7 @@ def test_micro_batched_app_answers_the_same(predictor, client, mnist):
 
 def test_openapi_schema_and_docs(client):
     schema = client.get("/openapi.json").json()
-    assert {"/v1/predict", "/v1/predict/batch", "/v1/health", "/v1/model"} <= set(schema["paths"])
+    assert {"/v1/predict", "/v1/predict/batch", "/v1/read", "/v1/health", "/v1/model"} <= set(schema["paths"])
     predict = schema["paths"]["/v1/predict"]["post"]
     content = predict["requestBody"]["content"]
     assert {"multipart/form-data", "application/json"} <= set(content)
@@ -487,6 +547,12 @@ def test_openapi_schema_and_docs(client):
     assert predict["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("PredictionResponse")
     assert predict["responses"]["413"]["content"]["application/json"]["schema"]["$ref"].endswith("ErrorResponse")
     assert set(components["PredictionResponse"]["properties"]) >= {"label", "confidence", "probabilities", "model"}
+    read = schema["paths"]["/v1/read"]["post"]
+    assert {"multipart/form-data", "image/*"} == set(read["requestBody"]["content"])
+    assert read["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("ReadResponse")
+    assert set(components["ReadResponse"]["properties"]) >= {"number", "complete", "rows", "digits", "model"}
+    assert set(components["ReadRow"]["properties"]) == {"number", "complete", "box", "digits"}
+    assert set(components["ReadDigit"]["properties"]) >= {"label", "confidence", "box"}
     for url in ("/docs", "/redoc"):
         r = client.get(url)
         assert r.status_code == 200 and "text/html" in r.headers["content-type"]
@@ -541,7 +607,7 @@ def test_cli_serve_starts_uvicorn(run, monkeypatch):
     assert main(["serve", "--model", str(run.path), "--port", "8123", "--max-batch", "5"]) == 0
     app, kw = calls[0]
     assert kw == {"host": "127.0.0.1", "port": 8123, "log_level": "info"}
-    assert app.state.settings["max_batch"] == 5
+    assert app.state.settings.max_batch == 5
     with TestClient(app) as c:
         assert c.get("/v1/health").json()["model"] == "mlp"
 
@@ -560,7 +626,7 @@ def test_serve_checks_the_run_then_starts_uvicorn(run, tmp_path, monkeypatch, ca
     serve(ServeSettings(model=str(run.path), max_batch=3), host="::1", port=8124, workers=1, log_level="warning")
     app, kw = calls[0]
     assert kw == {"host": "::1", "port": 8124, "log_level": "warning"}
-    assert app.state.settings["max_batch"] == 3
+    assert app.state.settings.max_batch == 3
     err = capsys.readouterr().err
     assert "digits serve: model mlp (keras" in err and "on http://[::1]:8124/" in err
 

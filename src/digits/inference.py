@@ -16,6 +16,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -43,6 +44,32 @@ def checked_images(images) -> np.ndarray:
     if not np.isfinite(x).all():
         raise DigitsError("images contain NaN or infinite values")
     return x
+
+
+@runtime_checkable
+class ImagePredictor(Protocol):
+    """What every predictor is: :class:`Predictor` (Keras), :class:`digits.export.OnnxPredictor`
+    (ONNX Runtime) and :class:`digits.serving.batching.BatchingPredictor` (several callers, one batch).
+
+    :func:`recognize`, :func:`read_number` and the HTTP service take any of
+    them.  ``probabilities`` must be safe to call from several threads at
+    once and refuse bad input through :func:`checked_images`, so that every
+    runtime says the same one line about the same mistake.
+    ``tests/test_predictor_contract.py`` holds each implementation to this.
+    """
+
+    name: str
+    """The model's id, sent with every answer (the run directory's name, or ``bundled``)."""
+    info: dict
+    """What is known about the model: ``config`` and ``metrics`` from its run directory, and ``path``."""
+    runtime: str
+    """What computes the answers, as ``/v1/health`` reports it: ``keras (BACKEND)`` or ``onnx``."""
+    threshold: float
+    """The model's own abstain threshold in [0, 1] (see :func:`model_threshold`)."""
+
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        """(N, 28, 28) float images in [0, 1] (or one 28×28 image) → (N, 10) float32 probabilities."""
+        ...
 
 
 class Predictor:

@@ -1,7 +1,7 @@
 """Micro-batching: requests that arrive together share one forward pass.
 
-:class:`BatchingPredictor` wraps a predictor (anything with
-``probabilities(images)``, ``name`` and ``info``) and is used in its place,
+:class:`BatchingPredictor` wraps a predictor (any
+:class:`digits.inference.ImagePredictor`) and is one itself, used in its place,
 so every request still goes through :func:`digits.inference.recognize`
 unchanged; only the model call at its end is shared.  There is no timer and
 no extra thread: the first caller to find the model idle runs everything
@@ -24,6 +24,8 @@ import threading
 
 import numpy as np
 
+from digits.inference import ImagePredictor, checked_images
+
 
 class _Job:
     __slots__ = ("images", "result", "error", "done")
@@ -38,7 +40,7 @@ class _Job:
 class BatchingPredictor:
     """A thread-safe predictor that runs concurrent calls as one batch (at most `max_batch` images)."""
 
-    def __init__(self, predictor, *, max_batch: int = 256):
+    def __init__(self, predictor: ImagePredictor, *, max_batch: int = 256):
         self.predictor = predictor
         self.max_batch = max_batch
         self._queue: list[_Job] = []
@@ -64,10 +66,8 @@ class BatchingPredictor:
         return self.predictor.threshold
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
-        x = np.asarray(images, dtype=np.float32)
-        if x.ndim == 2:
-            x = x[None]
-        job = _Job(x)
+        """(N, 28, 28) float images in [0, 1] → (N, 10) float32 probabilities, computed with other callers'."""
+        job = _Job(checked_images(images))  # bad input is refused here, before it can join a batch
         with self._queue_lock:
             self._queue.append(job)
         while not job.done:

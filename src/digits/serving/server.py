@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 import sys
 
-from digits.serving.app import ServeSettings, app_for
+from digits.serving.app import app_for
+from digits.serving.settings import ServeSettings
 
 FACTORY = "digits.serving.app:factory"
 """The import string uvicorn's worker processes build the app from (each loads the model once)."""

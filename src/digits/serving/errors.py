@@ -1,0 +1,95 @@
+"""Every error the API answers is JSON ``{"error": code, "detail": one line}``, never a traceback.
+
+400 for an empty or malformed body; 413 for a request over the size limit, a
+batch over the length limit or an image with too many pixels; 415 for content
+that is not an image (or a body of the wrong kind for the route); 422 for
+wrong shapes, NaN or out-of-range pixels and corrupt images.  A
+:class:`digits.errors.DigitsError` raised while answering is a 4xx too, since
+it is the library's one-line account of bad input.  Anything unexpected is
+logged with its traceback on the server and answered 500 with no details.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from digits.errors import DigitsError
+
+log = logging.getLogger("digits.serving")
+
+
+class ApiError(Exception):
+    """A client error with its status, code and one-line detail."""
+
+    def __init__(self, status: int, error: str, detail: str):
+        super().__init__(detail)
+        self.status, self.error, self.detail = status, error, detail
+
+
+def _one_line(text: Any, limit: int = 300) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def error_response(status: int, error: str, detail: Any, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": error, "detail": _one_line(detail)}, status_code=status, headers=headers)
+
+
+_DECODE_STATUS = {"empty": (400, "empty_body"), "not_image": (415, "not_an_image"),
+                  "corrupt": (422, "corrupt_image"), "too_large": (413, "image_too_large")}
+"""An upload :func:`digits.vision.decode_image` refused, by its ``kind``: the status and code."""
+
+
+def validation_detail(errors: list[dict]) -> str:
+    """Pydantic errors as one line: the first error's place and message, and how many more."""
+    first = errors[0]
+    loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first.get("loc", ()) if p != "body")
+    where = loc.lstrip(".") or "body"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{where}: {first.get('msg', 'invalid')}{more}"
+
+
+async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+    return error_response(exc.status, exc.error, exc.detail)
+
+
+async def _digits_error(request: Request, exc: DigitsError) -> JSONResponse:
+    from digits.vision import ImageDecodeError
+
+    if isinstance(exc, ImageDecodeError) and exc.kind in _DECODE_STATUS:
+        return error_response(*_DECODE_STATUS[exc.kind], exc)
+    return error_response(422, "invalid_input", exc)
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    return error_response(422, "validation_error", validation_detail(list(exc.errors())))
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    try:
+        code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_").replace("-", "_")
+    except ValueError:
+        code = "http_error"
+    return error_response(exc.status_code, code, exc.detail, headers=getattr(exc, "headers", None))
+
+
+async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+    log.error("unexpected error answering %s %s", request.method, request.url.path,
+              exc_info=(type(exc), exc, exc.__traceback__))
+    return error_response(500, "internal_error", "the server failed to answer this request; the error was logged")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Answer every error of `app` as JSON ``{"error", "detail"}``."""
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(DigitsError, _digits_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _internal_error)

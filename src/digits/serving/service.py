@@ -1,0 +1,119 @@
+"""What the routes call: one loaded predictor, the server's settings, and the worker threads.
+
+Decoding and recognition run in worker threads, at most ``settings.threads``
+at once, which bounds the memory big photos take; the predictor is
+thread-safe.  Every picture goes through the library's own code paths,
+:func:`digits.inference.recognize` and :func:`digits.inference.read_number`,
+so the API answers exactly what ``digits predict`` and ``digits read`` print.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+from anyio import CapacityLimiter, to_thread
+
+from digits.datasets.arrays import MNIST_SIDE
+from digits.errors import DigitsError
+from digits.inference import ImagePredictor, Prediction, read_number, recognize
+from digits.serving.body import Upload
+from digits.serving.schemas import InputFormat, ModelInfo, PredictionResponse
+from digits.serving.settings import ServeSettings
+
+API_VERSION = "v1"
+
+
+@dataclasses.dataclass
+class Service:
+    """The app's state (``app.state.service``): the predictor and how requests may use it."""
+
+    predictor: ImagePredictor
+    settings: ServeSettings
+    threshold: float
+    """The abstain threshold in use: the settings' when given, else the model's own."""
+    limiter: CapacityLimiter
+
+    @classmethod
+    def start(cls, predictor: ImagePredictor, settings: ServeSettings) -> Service:
+        """The service for `predictor`, wrapped for micro-batching when the settings ask for it."""
+        settings.check()
+        threshold = predictor.threshold if settings.threshold is None else settings.threshold
+        if settings.micro_batch:
+            from digits.serving.batching import BatchingPredictor
+
+            predictor = BatchingPredictor(predictor)
+        threads = settings.threads or max(2, os.cpu_count() or 1)
+        return cls(predictor, settings, threshold, CapacityLimiter(threads))
+
+    @property
+    def runtime(self) -> str:
+        return self.predictor.runtime
+
+    def _decode(self, item: Upload | np.ndarray):
+        """An upload as a picture (arrays pass through): called in a worker thread."""
+        from digits.vision import decode_image
+
+        if isinstance(item, tuple):
+            return decode_image(item[1], item[0], max_pixels=self.settings.max_pixels)
+        return item
+
+    def _recognize(self, items: list[Upload | np.ndarray]) -> list[Prediction]:
+        return recognize(self.predictor, [self._decode(item) for item in items], threshold=self.threshold)
+
+    def _read(self, upload: Upload) -> dict:
+        return read_number(self.predictor, self._decode(upload), threshold=self.threshold)
+
+    async def recognize(self, items: list[Upload | np.ndarray]) -> list[Prediction]:
+        """Decode the uploads and recognize everything, in a worker thread."""
+        return await to_thread.run_sync(self._recognize, items, limiter=self.limiter)
+
+    async def read(self, upload: Upload) -> dict:
+        """Decode the upload and read the number in it, in a worker thread."""
+        return await to_thread.run_sync(self._read, upload, limiter=self.limiter)
+
+    def answer(self, prediction: Prediction, with_image: bool) -> PredictionResponse:
+        fields = prediction.to_dict()
+        fields["model"] = self.predictor.name
+        if with_image and prediction.image is not None:
+            seen = np.clip(np.rint(np.asarray(prediction.image) * 255.0), 0, 255).astype(np.uint8)
+            fields["image"] = seen.tolist()
+        return PredictionResponse(**fields)
+
+    def model_info(self) -> ModelInfo:
+        """What ``GET /v1/model`` says: the run's recipe and test accuracy, the input format, the threshold."""
+        from PIL import Image
+
+        from digits import __version__
+
+        info = self.predictor.info or {}
+        config = info.get("config") or {}
+        metrics = info.get("metrics") or {}
+        name = config.get("model")
+        architecture = None
+        if name:
+            try:
+                from digits.models import get_model_spec
+
+                architecture = f"{name}: {get_model_spec(name).description}"
+            except DigitsError:
+                architecture = name
+        accuracy = metrics.get("test_accuracy")
+        return ModelInfo(
+            name=self.predictor.name,
+            architecture=architecture,
+            parameters=metrics.get("parameters"),
+            test_accuracy=float(accuracy) if accuracy is not None else None,
+            dataset=config.get("dataset"),
+            input=InputFormat(
+                shape=[MNIST_SIDE, MNIST_SIDE],
+                pixels="JSON: 28 rows of 28 numbers in [0, 255], white digit on black (MNIST)",
+                uploads="any image Pillow reads (PNG, JPEG, BMP, GIF, TIFF, WebP, ...) of up to "
+                        f"{self.settings.max_pixels or Image.MAX_IMAGE_PIXELS} pixels, normalized as MNIST was made",
+            ),
+            runtime=self.runtime,
+            threshold=self.threshold,
+            version=__version__,
+            api_version=API_VERSION,
+        )
