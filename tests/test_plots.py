@@ -141,16 +141,6 @@ def test_style_does_not_leak_into_matplotlib():
     assert dict(matplotlib.rcParams) == before
 
 
-def test_save_functions_keep_their_signatures_and_write_atomically(tmp_path, fake):
-    images, labels, _ = fake
-    plots.save_samples(images, labels, tmp_path / "samples.png", None)
-    plots.save_curves(HISTORY, tmp_path / "curves.png")
-    plots.save_curves(HISTORY, tmp_path / "curves.png")  # overwrite in place
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["curves.png", "samples.png"]
-    assert plots.png_size((tmp_path / "samples.png").read_bytes()) == (906, 410)
-    assert plots.png_size((tmp_path / "curves.png").read_bytes()) == (1000, 400)
-
-
 def test_montage_defaults_are_unchanged():
     images = np.full((3, 28, 28), 7, np.uint8)
     out = plots.montage(images, cols=2)

@@ -1,6 +1,8 @@
 """Training on small subsets: the run directory, repeatability, the fast path, failures."""
 
 import json
+import os
+import stat
 
 import numpy as np
 import pytest
@@ -35,6 +37,15 @@ def test_run_directory_holds_everything_a_later_command_needs(small_run):
 
 def test_no_partial_folders_are_left_beside_a_run(small_run):
     assert [p.name for p in small_run.path.parent.iterdir()] == ["mlp"]
+
+
+def test_a_run_is_shared_as_the_umask_says(small_run):
+    """A run folder and its files get the umask's permissions, like any tool's output (not 0700/0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(small_run.path.stat().st_mode) == 0o777 & ~umask
+    for name in ("config.json", "metrics.json", "summary.txt", "plots/curves.png"):
+        assert stat.S_IMODE((small_run.path / name).stat().st_mode) == 0o666 & ~umask, name
 
 
 def test_a_seeded_run_is_repeatable(small_run, tmp_path, mnist_dir):

@@ -1,4 +1,4 @@
-"""Figures, rendered headless (Agg) into PNG bytes in memory, written atomically.
+"""Figures, rendered headless (Agg) into PNG bytes in memory.
 
 Every figure shares one style (:data:`STYLE`, applied with ``rc_context`` so
 nothing leaks into other users of Matplotlib) and one palette (Okabe–Ito,
@@ -12,19 +12,17 @@ digit pixel becomes exactly :data:`SCALE`×:data:`SCALE` screen pixels: sharp,
 and about 30× faster than a subplot per digit.
 
 Each figure has a fixed pixel size (no ``bbox_inches="tight"``), so reports
-lay out the same way every time.  The ``*_png`` functions return bytes; the
-``save_*`` functions, used by training, write them to a path.
+lay out the same way every time.  The ``*_png`` functions return bytes and
+write nothing: whoever needs a file (a run, a report) writes the bytes
+through :mod:`digits.files`, so this module depends on no other part of Digits.
 """
 
 from __future__ import annotations
 
 import functools
 import io
-from pathlib import Path
 
 import numpy as np
-
-from digits.runs import atomic_write_bytes
 
 DPI = 100
 SCALE = 3  # screen pixels per digit pixel in the digit grids: 28×28 → 84×84
@@ -184,12 +182,6 @@ def samples_png(plt, images: np.ndarray, labels: np.ndarray, class_names=None,
                        pad=8 if long else PAD, fontsize=8 if long else 12)
 
 
-def save_samples(images: np.ndarray, labels: np.ndarray, path: Path, class_names=None,
-                 rows: int = 3, cols: int = 10) -> None:
-    """A grid of the first training images, each labelled above its cell."""
-    atomic_write_bytes(Path(path), samples_png(images, labels, class_names, rows, cols))
-
-
 def most_confident_mistakes(labels: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
     """Indices of the misclassified images, the most confidently wrong first."""
     probabilities = np.asarray(probabilities)
@@ -270,11 +262,6 @@ def curves_png(plt, history: dict[str, list[float]],
             _no_data(ax, "no history recorded")
     fig.suptitle(title)
     return fig
-
-
-def save_curves(history: dict[str, list[float]], path: Path) -> None:
-    """Loss and accuracy per epoch, training and validation on the same axes."""
-    atomic_write_bytes(Path(path), curves_png(history))
 
 
 @_png_figure

@@ -8,10 +8,10 @@ figures as PNG files in ``plots/``.  :func:`write_comparison` reads only the
 runs' saved files (no Keras) and writes ``compare.html`` with a table of the
 runs and their learning curves overlaid, plus ``compare-curves.png``.
 
-Everything is checked and rendered in memory first and written last, each
-file through a temporary file and a rename, all renames only once every
-file has been written: a missing or corrupt run file raises one
-:class:`DigitsError` naming it and leaves the folder as it was.
+Everything is checked and rendered in memory first and written last, all
+files or none (:func:`digits.files.write_all`): a missing or corrupt run
+file raises one :class:`DigitsError` naming it and leaves the folder as it
+was.
 """
 
 from __future__ import annotations
@@ -19,12 +19,11 @@ from __future__ import annotations
 import base64
 import html
 import json
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from digits import files
 from digits.errors import DigitsError
 from digits.runs import Run
 
@@ -124,55 +123,6 @@ def _read(run) -> _RunInfo:
     if not isinstance(config.get("model"), str):
         raise DigitsError(f"{run.path / 'config.json'}: no 'model' name")
     return _RunInfo(run, config, metrics, run.history())
-
-
-# --------------------------------------------------------------------------- writing
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _umask()
-
-
-def _write_all(files: dict[Path, bytes]) -> None:
-    """Write every file or none: temporary files first, then all the renames."""
-    for path in files:  # the one rename that would fail after others succeeded
-        if path.is_dir():
-            raise DigitsError(f"{path}: is a folder, cannot write a file there")
-    created: list[Path] = []
-    temps: dict[Path, str] = {}
-    current = None
-    try:
-        for path, data in files.items():
-            current = path
-            missing, folder = [], path.parent
-            while not folder.exists():
-                missing.append(folder)
-                folder = folder.parent
-            for folder in reversed(missing):
-                folder.mkdir()
-                created.append(folder)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-            temps[path] = tmp
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a report is meant to be shared
-        for path, tmp in temps.items():
-            current = path
-            os.replace(tmp, path)
-    except OSError as e:
-        for tmp in temps.values():
-            Path(tmp).unlink(missing_ok=True)
-        for folder in reversed(created):
-            try:
-                folder.rmdir()
-            except OSError:
-                pass
-        raise DigitsError(f"{current}: cannot write ({e.strerror or e})") from None
 
 
 # --------------------------------------------------------------------------- HTML pieces
@@ -457,9 +407,9 @@ def write_report(run, *, out=None, data_dir=None) -> Path:
     info = _read(run)
     page, figures = _render_report(info, data_dir)
     target = Path(out) if out is not None else info.run.path
-    files = {target / PLOTS_DIR / f"{name}.png": png for name, png in figures.items()}
-    files[target / REPORT_FILE] = page.encode("utf-8")
-    _write_all(files)
+    outputs = {target / PLOTS_DIR / f"{name}.png": png for name, png in figures.items()}
+    outputs[target / REPORT_FILE] = page.encode("utf-8")
+    files.write_all(outputs)
     return target / REPORT_FILE
 
 
@@ -564,5 +514,5 @@ def write_comparison(runs, *, out) -> Path:
     """
     page, curves = render_comparison(runs)
     target = Path(out)
-    _write_all({target / COMPARE_CURVES_FILE: curves, target / COMPARE_FILE: page.encode("utf-8")})
+    files.write_all({target / COMPARE_CURVES_FILE: curves, target / COMPARE_FILE: page.encode("utf-8")})
     return target / COMPARE_FILE

@@ -21,33 +21,15 @@ from __future__ import annotations
 import csv
 import json
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from digits import files
 from digits.errors import DigitsError
 
 MODEL_FILE = "model.keras"
 REQUIRED = (MODEL_FILE, "config.json", "metrics.json")
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file in the same folder and a rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
 
 
 def read_json_object(path: str | os.PathLike, what: str) -> dict:
@@ -64,7 +46,12 @@ def read_json_object(path: str | os.PathLike, what: str) -> dict:
 
 
 class RunWriter:
-    """Collects a run in a temporary folder; `with` renames it into place on success."""
+    """Collects a run in a hidden folder; `with` renames it into place on success.
+
+    It writes bytes, text and JSON (through :mod:`digits.files`) and the
+    model; the figures come from :mod:`digits.plots` as PNG bytes, drawn by
+    the caller, so the run directory knows nothing of matplotlib.
+    """
 
     def __init__(self, final_path: Path):
         self.final_path = final_path
@@ -85,51 +72,30 @@ class RunWriter:
         return cls(out)
 
     def __enter__(self) -> "RunWriter":
-        parent = self.final_path.parent
-        try:
-            parent.mkdir(parents=True, exist_ok=True)
-            self.path = Path(tempfile.mkdtemp(dir=parent, prefix=f".{self.final_path.name}.partial-"))
-        except OSError as e:
-            raise DigitsError(f"{self.final_path}: cannot create the run folder ({e.strerror})") from None
+        self._build = files.atomic_folder(self.final_path)
+        self.path = self._build.__enter__()
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None:
-            shutil.rmtree(self.path, ignore_errors=True)
-            return
-        if self.final_path.is_dir():  # an empty folder the user named with --out
-            self.final_path.rmdir()
-        os.replace(self.path, self.final_path)
+    def __exit__(self, exc_type, exc, tb) -> bool | None:
+        return self._build.__exit__(exc_type, exc, tb)
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        """`name` (may be in a subfolder, e.g. ``plots/curves.png``) holds `data`."""
+        path = self.path / name
+        try:
+            path.parent.mkdir(exist_ok=True)
+        except OSError as e:
+            raise files.cannot_write(path, e) from None
+        files.write_bytes(path, data)
 
     def write_json(self, name: str, doc: Any) -> None:
-        atomic_write_text(self.path / name, json.dumps(doc, indent=2, default=_jsonable) + "\n")
+        files.write_json(self.path / name, doc)
 
     def write_text(self, name: str, text: str) -> None:
-        atomic_write_text(self.path / name, text)
+        files.write_text(self.path / name, text)
 
     def save_model(self, model) -> None:
         model.save(self.path / MODEL_FILE)
-
-    def write_samples(self, data) -> None:
-        """plots/samples.png: the first training images with their labels."""
-        from digits import plots
-
-        (self.path / "plots").mkdir(exist_ok=True)
-        plots.save_samples(data.x_train, data.y_train, self.path / "plots" / "samples.png", data.class_names)
-
-    def write_curves(self, history: dict[str, list[float]]) -> None:
-        """plots/curves.png: loss and accuracy per epoch, training and validation."""
-        from digits import plots
-
-        (self.path / "plots").mkdir(exist_ok=True)
-        plots.save_curves(history, self.path / "plots" / "curves.png")
-
-
-def _jsonable(value):
-    try:
-        return value.item()  # numpy scalars
-    except AttributeError:
-        return str(value)
 
 
 class Run:

@@ -137,7 +137,7 @@ def train(
 
     import keras
 
-    from digits import fastfit
+    from digits import fastfit, plots
     from digits.evaluation import evaluate_arrays
 
     x, y = training_arrays(cfg, data)
@@ -145,7 +145,7 @@ def train(
     with writer, ThreadPoolExecutor(max_workers=1) as background:
         # The samples figure needs only the data: matplotlib draws it on the second core
         # while the model trains (about half a second off every run).
-        samples_figure = background.submit(writer.write_samples, data)
+        samples_figure = background.submit(plots.samples_png, data.x_train, data.y_train, data.class_names)
         callbacks = [keras.callbacks.CSVLogger(str(writer.path / "history.csv"))]
         if cfg.checkpoint_best:
             callbacks.append(fastfit.BestCheckpoint(writer.path / "best.keras", verbose=verbose))
@@ -183,8 +183,8 @@ def train(
         writer.write_json("config.json", config_doc)
         writer.write_json("metrics.json", metrics)
         writer.write_text("summary.txt", _summary_text(model))
-        samples_figure.result()
-        writer.write_curves(history.history)
+        writer.write_bytes("plots/samples.png", samples_figure.result())
+        writer.write_bytes("plots/curves.png", plots.curves_png(history.history))
     return Run(writer.final_path)
 
 

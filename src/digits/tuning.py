@@ -48,8 +48,8 @@ from pathlib import Path
 from typing import Any
 
 from digits.errors import DigitsError
+from digits.files import write_bytes, write_json, write_text
 from digits.models import get_model_spec
-from digits.runs import atomic_write_text
 from digits.training import TrainConfig
 
 STUDIES_DIR = Path("studies")
@@ -679,11 +679,11 @@ def write_results(study, storage_url: str, out: Path, *, log=print, ran: int = 0
     baseline = next((r for r in rows if r["baseline"] and r["state"] == "COMPLETE"), None)
     files: dict[str, Path] = {}
 
-    atomic_write_text(out / "trials.csv", _csv_text(rows))
+    write_text(out / "trials.csv", _csv_text(rows))
     files["trials"] = out / "trials.csv"
     if best_trial is not None:
         config = best_trial.user_attrs["config"]
-        atomic_write_text(out / "best.json", json.dumps(config, indent=2) + "\n")
+        write_json(out / "best.json", config)
         files["best"] = out / "best.json"
     files.update(_plots(study, out, complete))
 
@@ -756,9 +756,7 @@ def _save(figure, path: Path) -> None:
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110)
-    from digits.runs import atomic_write_bytes
-
-    atomic_write_bytes(path, buffer.getvalue())
+    write_bytes(path, buffer.getvalue())
 
 
 def load_space_file(path: str | os.PathLike) -> dict:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import os
-import secrets
 import struct
 import zlib
 from gzip import BadGzipFile, GzipFile
@@ -23,6 +22,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from digits import files
 from digits.errors import DigitsError
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -75,8 +75,8 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
 def write_idx(path: str | os.PathLike, array: np.ndarray, *, gzip: bool | None = None) -> None:
     """Write ``array`` as IDX, gzip-compressed if ``gzip`` (default: name ends in .gz).
 
-    The file appears atomically (temp file beside it, then ``os.replace``), so
-    a reader never sees half a file and a crash never leaves one behind.
+    The file appears atomically (:func:`digits.files.atomic_file`), so a
+    reader never sees half a file and a crash never leaves one behind.
     """
     path = Path(path)
     array = np.asarray(array)
@@ -97,32 +97,15 @@ def write_idx(path: str | os.PathLike, array: np.ndarray, *, gzip: bool | None =
     big_endian = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder(">"))
     payload = memoryview(big_endian.reshape(-1).view(np.uint8))
 
-    part = part_path(path)
-    try:
-        with open(part, "xb") as out:
-            if gzip:
-                # filename="" and mtime=0 keep the output byte-for-byte reproducible.
-                with GzipFile(filename="", mode="wb", fileobj=out, compresslevel=6, mtime=0) as gz:
-                    gz.write(header)
-                    gz.write(payload)
-            else:
-                out.write(header)
-                out.write(payload)
-        os.replace(part, path)
-    except OSError as exc:
-        raise DigitsError(f"{path}: cannot write ({exc.strerror or exc})") from None
-    finally:
-        part.unlink(missing_ok=True)
-
-
-def part_path(path: Path) -> Path:
-    """A fresh hidden temp name beside ``path``: ``.name.part-<random>``.
-
-    Same folder so ``os.replace`` is an atomic rename; a random suffix so
-    concurrent writers never share one; created by the caller with mode "xb"
-    so it respects the umask (unlike ``mkstemp``'s 0600).
-    """
-    return path.with_name(f".{path.name}.part-{secrets.token_hex(6)}")
+    with files.atomic_file(path) as out:
+        if gzip:
+            # filename="" and mtime=0 keep the output byte-for-byte reproducible.
+            with GzipFile(filename="", mode="wb", fileobj=out, compresslevel=6, mtime=0) as gz:
+                gz.write(header)
+                gz.write(payload)
+        else:
+            out.write(header)
+            out.write(payload)
 
 
 def _read_stream(stream: BinaryIO, path: Path, *, max_payload: int) -> np.ndarray:

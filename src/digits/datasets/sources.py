@@ -12,12 +12,13 @@
    they were downloaded; else
 4. a download from the dataset's mirrors into the cache.
 
-Downloads stream into a hidden ``.<file>.part-<random>`` beside the final
-name while hashing; only a complete response with the official md5 is
-renamed into place, and the temp file is removed on every failure, so a
-later run never trusts a partial or corrupt file.  ``$DIGITS_MIRRORS``
-(base URLs separated by commas or spaces; ``{name}`` expands to the dataset
-name) replaces the registry's mirrors, e.g. for a local mirror or tests.
+Downloads stream into a hidden temporary file beside the final name while
+hashing (:func:`digits.files.atomic_file`); only a complete response with
+the official md5 is renamed into place, and the temporary is removed on
+every failure, so a later run never trusts a partial or corrupt file.
+``$DIGITS_MIRRORS`` (base URLs separated by commas or spaces; ``{name}``
+expands to the dataset name) replaces the registry's mirrors, e.g. for a
+local mirror or tests.
 
 This module must not import Keras: it runs before the backend is chosen.
 """
@@ -40,8 +41,9 @@ from typing import TextIO
 
 import numpy as np
 
+from digits import files
 from digits.datasets.arrays import MNIST_SIDE
-from digits.datasets.idx import part_path, read_idx
+from digits.datasets.idx import read_idx
 from digits.errors import DigitsError
 
 DATA_DIR_ENV = "DIGITS_DATA_DIR"
@@ -393,37 +395,37 @@ def _download_one(
 
 
 def _fetch(url: str, dest: Path, md5: str, *, progress: bool, timeout: float) -> None:
-    """Download ``url`` to ``dest`` only if it arrives whole and with the right md5."""
-    part = part_path(dest)
-    try:
-        request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
-        with urllib.request.urlopen(request, timeout=timeout) as response, open(part, "xb") as out:
-            length = response.headers.get("Content-Length")
-            expected = int(length) if length and length.isdigit() else None
-            bar = _ProgressBar(dest.name, expected, enabled=progress)
-            digest = hashlib.md5(usedforsecurity=False)
-            received = 0
-            while chunk := response.read(_CHUNK):
-                out.write(chunk)
-                digest.update(chunk)
-                received += len(chunk)
-                bar.update(received)
-            bar.close()
-            out.flush()
-            os.fsync(out.fileno())
+    """Download ``url`` to ``dest`` only if it arrives whole and with the right md5.
+
+    What fails on this mirror (the network, the server, the data) raises
+    _DownloadFailed inside the atomic write, which discards the partial file;
+    a cache folder that cannot be written raises DigitsError naming it.
+    """
+    with files.atomic_file(dest) as out:
+        try:
+            request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                length = response.headers.get("Content-Length")
+                expected = int(length) if length and length.isdigit() else None
+                bar = _ProgressBar(dest.name, expected, enabled=progress)
+                digest = hashlib.md5(usedforsecurity=False)
+                received = 0
+                while chunk := response.read(_CHUNK):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    received += len(chunk)
+                    bar.update(received)
+                bar.close()
+        except urllib.error.HTTPError as exc:
+            raise _DownloadFailed(f"HTTP {exc.code} {exc.reason}") from None
+        except urllib.error.URLError as exc:
+            raise _DownloadFailed(str(exc.reason)) from None
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            raise _DownloadFailed(str(exc) or type(exc).__name__) from None
         if expected is not None and received != expected:
             raise _DownloadFailed(f"truncated response: {received} of {expected} bytes")
         if digest.hexdigest() != md5:
             raise _DownloadFailed(f"md5 {digest.hexdigest()}, expected {md5}")
-        os.replace(part, dest)
-    except urllib.error.HTTPError as exc:
-        raise _DownloadFailed(f"HTTP {exc.code} {exc.reason}") from None
-    except urllib.error.URLError as exc:
-        raise _DownloadFailed(str(exc.reason)) from None
-    except (OSError, http.client.HTTPException, ValueError) as exc:
-        raise _DownloadFailed(str(exc) or type(exc).__name__) from None
-    finally:
-        part.unlink(missing_ok=True)
 
 
 class _ProgressBar:

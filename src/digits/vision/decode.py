@@ -11,10 +11,8 @@ saw back out as a PNG.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
-import secrets
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,6 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from digits import files
 from digits.datasets.arrays import MNIST_SIDE
 from digits.errors import DigitsError
 
@@ -222,26 +221,17 @@ def float_to_bytes(a: NDArray[np.float32]) -> NDArray[np.uint8]:
 def save_preprocessed(array: np.ndarray, path: str | os.PathLike[str]) -> None:
     """Write a 28x28 array in [0, 1] (as from :func:`to_mnist`) as an 8-bit PNG.
 
-    Written to a temporary file in the same folder and renamed into place, so
-    a reader never sees half a file and an interrupted run leaves no
-    truncated PNG behind.  Raises DigitsError naming the path when the folder
-    is missing or not writable; ValueError for an array that is not 28x28.
+    Written through :func:`digits.files.atomic_file`, so a reader never sees
+    half a file and an interrupted run leaves no truncated PNG behind; the
+    PNG gets the same permissions as any file written there.  Raises
+    DigitsError naming the path when the folder is missing or not writable;
+    ValueError for an array that is not 28x28.
     """
     a = np.asarray(array, dtype=np.float32)
     if a.shape != (MNIST_SIDE, MNIST_SIDE):
         raise ValueError(f"expected a ({MNIST_SIDE}, {MNIST_SIDE}) array, got shape {a.shape}")
     img = Image.fromarray(np.rint(np.clip(np.nan_to_num(a), 0.0, 1.0) * 255.0).astype(np.uint8))
-    target = Path(path)
-    # A unique name opened with "x" (not mkstemp, whose files are private to
-    # the owner): the PNG gets the same permissions as any file written here.
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            img.save(f, format="PNG")
-        os.replace(tmp, target)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        raise DigitsError(f"{target}: cannot write: {exc.strerror or exc}") from None
+    with files.atomic_file(path) as out:
+        img.save(out, format="PNG")
 
 
