@@ -183,3 +183,55 @@ def test_sigterm_mid_training_leaves_nothing_half_written(tmp_path, mnist_dir):
     assert proc.returncode == 143, err
     assert err.strip().splitlines()[-1] == "digits train: terminated"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_flag_defaults_are_the_librarys():
+    """Each command's defaults come from the library it calls, not from a copy in the CLI."""
+    import inspect
+
+    from digits.cli import build_parser
+    from digits.serving.settings import ServeSettings
+    from digits.tuning import tune
+
+    parser = build_parser()
+    serve, settings = parser.parse_args(["serve"]), ServeSettings()
+    assert serve.max_upload_mb * 1024 * 1024 == settings.max_upload_bytes
+    assert (serve.runtime, serve.max_batch, serve.max_pixels, serve.threshold, serve.threads, serve.micro_batch) == (
+        settings.runtime, settings.max_batch, settings.max_pixels, settings.threshold, settings.threads,
+        settings.micro_batch)
+    tuned = parser.parse_args(["tune", "--model", "mlp", "--trials", "1"])
+    for name in ("validation_split", "early_stopping", "seed", "dataset", "heartbeat"):
+        assert getattr(tuned, name) == inspect.signature(tune).parameters[name].default, name
+    # train's flags that are not given are left out, so --config's values and the recipe's stand.
+    trained = parser.parse_args(["train", "--epochs", "2", "--checkpoint-best"])
+    assert trained.epochs == 2 and trained.checkpoint_best is True
+    assert not hasattr(trained, "batch_size") and not hasattr(trained, "distribute")
+
+
+def test_serve_passes_its_flags_to_the_library(monkeypatch):
+    import digits.serving
+    from digits.serving.settings import ServeSettings
+
+    calls = []
+    monkeypatch.setattr(digits.serving, "serve", lambda settings, **kw: calls.append((settings, kw)))
+    assert main(["serve", "--runtime", "onnx", "--max-upload-mb", "0.5", "--threshold", "0.9",
+                 "--port", "9000", "--workers", "2"]) == 0
+    settings, kw = calls[0]
+    assert settings == ServeSettings(runtime="onnx", max_upload_bytes=512 * 1024, threshold=0.9)
+    assert kw == {"host": "127.0.0.1", "port": 9000, "workers": 2, "log_level": "info"}
+
+
+def test_each_command_module_holds_its_flags_beside_its_handler():
+    import argparse
+
+    from digits.cli import COMMANDS
+
+    names = []
+    for module in COMMANDS:
+        subparsers = argparse.ArgumentParser().add_subparsers()
+        module.add_parser(subparsers)
+        for name, parser in subparsers.choices.items():
+            assert parser.get_default("func").__module__ == module.__name__, name
+            names.append(name)
+    assert names == ["train", "evaluate", "predict", "read", "ensemble", "models", "report", "compare",
+                     "serve", "export", "tune"]

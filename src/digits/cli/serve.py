@@ -1,0 +1,52 @@
+"""``digits serve``: the HTTP API and the drawing page (:func:`digits.serving.serve`)."""
+
+from __future__ import annotations
+
+from digits.cli.common import add_backend, add_model, port, positive_float, positive_int, probability
+
+_MIB = 1024 * 1024
+
+
+def add_parser(subparsers) -> None:
+    from digits.serving.settings import ServeSettings
+
+    defaults = ServeSettings()
+    p = subparsers.add_parser("serve", help="serve the HTTP API and the drawing page (FastAPI under uvicorn)")
+    add_model(p)
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default: %(default)s, this machine only; 0.0.0.0 for all)")
+    p.add_argument("--port", type=port, default=8000, help="default: %(default)s")
+    p.add_argument("--workers", type=positive_int, default=1,
+                   help="worker processes, each loading the model once (default: %(default)s)")
+    p.add_argument("--runtime", choices=("keras", "onnx"), default=defaults.runtime,
+                   help="keras (on JAX unless --backend says otherwise) or onnx "
+                        "(ONNX Runtime on RUN_DIR/export/model.onnx, exported first if missing) "
+                        "(default: %(default)s)")
+    p.add_argument("--max-upload-mb", type=positive_float, default=defaults.max_upload_bytes / _MIB, metavar="MB",
+                   help="largest request body, in MiB (default: %(default)g)")
+    p.add_argument("--max-batch", type=positive_int, default=defaults.max_batch, metavar="N",
+                   help="most images in one /v1/predict/batch request (default: %(default)s)")
+    p.add_argument("--max-pixels", type=positive_int, default=defaults.max_pixels, metavar="N",
+                   help="most pixels in one uploaded image (default: %(default)s)")
+    p.add_argument("--threshold", type=probability, metavar="P", default=defaults.threshold,
+                   help="below this confidence the label is null, \"unsure\" (default: the model's own)")
+    p.add_argument("--threads", type=positive_int, metavar="N", default=defaults.threads,
+                   help="requests decoded and classified at once per worker (default: the CPU count)")
+    p.add_argument("--micro-batch", action="store_true", default=defaults.micro_batch,
+                   help="run the model calls of requests that arrive together as one batch "
+                        "(no faster on a CPU, where the model call is 2%% of a request)")
+    p.add_argument("--log-level", choices=("critical", "error", "warning", "info", "debug"), default="info",
+                   help="uvicorn's log level; warning and above hide the access log (default: %(default)s)")
+    add_backend(p)
+    p.set_defaults(func=cmd_serve)
+
+
+def cmd_serve(args) -> None:
+    from digits.serving import ServeSettings, serve
+
+    settings = ServeSettings(
+        model=args.run, runtime=args.runtime, backend=args.backend,
+        max_upload_bytes=int(args.max_upload_mb * _MIB), max_batch=args.max_batch,
+        max_pixels=args.max_pixels, threshold=args.threshold,
+        threads=args.threads, micro_batch=args.micro_batch)
+    serve(settings, host=args.host, port=args.port, workers=args.workers, log_level=args.log_level)
