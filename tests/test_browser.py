@@ -206,6 +206,65 @@ def test_uploading_a_photo(page, server, mnist_dir, tmp_path):
     assert not page.locator("#photo").is_visible() and page.locator("#label").inner_text() == "–"
 
 
+def _number(page) -> tuple[str, list[tuple[str, float]]]:
+    """Wait for the number Read number asked for, and read it: the number and each digit's (label, percent)."""
+    page.locator('#number-result[data-state="done"], #number-result[data-state="incomplete"]').wait_for(
+        timeout=ANSWER_TIMEOUT)
+    digits = page.locator("#number-digits .digit")
+    shown = [(digits.nth(i).locator(".digit-label").inner_text(),
+              float(digits.nth(i).locator(".digit-pct").inner_text().rstrip("%"))) for i in range(digits.count())]
+    return page.locator("#number").inner_text(), shown
+
+
+def _assert_shows(page, answer: dict) -> None:
+    """The page shows the API's number, and each of its digits with the API's confidence (to 0.1%)."""
+    number, shown = _number(page)
+    assert number == answer["number"]
+    assert [label for label, _ in shown] == ["?" if d["label"] is None else str(d["label"]) for d in answer["digits"]]
+    for (_, percent), d in zip(shown, answer["digits"]):
+        assert abs(percent - 100 * d["confidence"]) <= 0.051
+
+
+def test_reading_an_uploaded_number(page, server, mnist_dir, tmp_path):
+    """Read number sends the uploaded photo to /v1/read; the page shows what the API answers."""
+    from digits.datasets import load_dataset
+
+    data = load_dataset("mnist", data_dir=mnist_dir, progress=False)
+    digits = [data.x_test[i] for i in (1, 2, 3)]  # 2, 1, 0
+    row = np.hstack([np.pad(255 - d, 14, constant_values=255) for d in digits])  # dark on white, paper between
+    path = tmp_path / "number.png"
+    Image.fromarray(row).resize((row.shape[1] * 4, row.shape[0] * 4), Image.Resampling.BICUBIC).save(path)
+    expected = httpx.post(f"{server}/v1/read", files={"file": ("number.png", path.read_bytes())}).json()
+    assert len(expected["digits"]) >= 3  # a number, not one digit
+    page.set_input_files("#upload", str(path))
+    _answer(page)
+    page.click("#read")
+    _assert_shows(page, expected)
+    page.click("#clear")
+    assert not page.locator("#number-result").is_visible()
+
+
+def test_reading_a_drawn_number(page, server, tmp_path):
+    """A 1 and a 7 drawn side by side: the page shows the number the API reads in the same drawing."""
+    import base64
+
+    one = [[(0.22, 0.25), (0.23, 0.75)]]
+    seven = [[(0.50, 0.28), (0.82, 0.28), (0.62, 0.75)]]
+    _draw(page, one + seven)
+    _answer(page)
+    page.click("#read")
+    drawing = page.evaluate("() => document.getElementById('canvas').toDataURL('image/png')")
+    png = base64.b64decode(drawing.split(",", 1)[1])
+    expected = httpx.post(f"{server}/v1/read", files={"file": ("drawing.png", png)}).json()
+    assert len(expected["digits"]) >= 2  # a number, not one digit
+    _assert_shows(page, expected)
+    path = _screenshot_dir(tmp_path) / "digits-page-number.png"
+    page.screenshot(path=str(path), full_page=True)
+    print(f"screenshot: {path}")
+    _draw(page, ONE)  # drawing more makes the number read stale until Read number is pressed again
+    assert page.locator("#number-result").get_attribute("data-state") == "stale"
+
+
 def test_drawing_with_a_finger(browser, server, tmp_path):
     """A phone: touch events (through Chromium's DevTools protocol) draw a 7 on the small layout."""
     context = browser.new_context(viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True)

@@ -46,8 +46,7 @@ def create_app(predictor: ImagePredictor, settings: ServeSettings | None = None,
 
     settings = dataclasses.replace(settings or ServeSettings(), **changes)
     app = FastAPI(title="Digits", version=__version__, description=DESCRIPTION)
-    app.state.service = Service.start(predictor, settings)
-    app.state.settings = settings
+    app.state.service = Service.start(predictor, settings)  # what the routes use, settings included
     install_error_handlers(app)
     app.include_router(routes.api)
     app.include_router(routes.page)

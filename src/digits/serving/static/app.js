@@ -1,4 +1,5 @@
-// The drawing page: draw (mouse, pen or finger) or upload a photo, and see what the model says.
+// The drawing page: draw (mouse, pen or finger) or upload a photo, and see what the model says:
+// one digit as you draw (/v1/predict), or a whole number when asked (Read number: /v1/read).
 // Plain JavaScript served by the app itself: no build step, nothing loaded from elsewhere.
 "use strict";
 
@@ -15,6 +16,11 @@
   const bars = document.getElementById("bars");
   const statusEl = document.getElementById("status");
   const upload = document.getElementById("upload");
+  const readButton = document.getElementById("read");
+  const numberPanel = document.getElementById("number-result");
+  const numberEl = document.getElementById("number");
+  const numberNote = document.getElementById("number-note");
+  const numberDigits = document.getElementById("number-digits");
 
   const LINE_WIDTH = 26; // canvas pixels (280 wide): MNIST's 2..3-pixel strokes once a full-height digit is scaled to 20
   let drawing = false;
@@ -23,6 +29,7 @@
   let hasInk = false;
   let last = null;
   let generation = 0;      // bumped by Clear/upload: late answers for an old picture are dropped
+  let uploaded = null;     // the uploaded photo, sent again by Read number
 
   // Ten rows of bars, 0..9.
   const rows = [];
@@ -52,11 +59,15 @@
     photo.hidden = true;
     if (photo.src) URL.revokeObjectURL(photo.src);
     photo.removeAttribute("src");
+    uploaded = null;
     canvas.hidden = false;
     hint.classList.remove("gone");
     labelEl.textContent = "–";
     confidenceEl.textContent = "draw a digit to start";
     rows.forEach(r => { r.fill.style.width = "0"; r.pct.textContent = "–"; r.li.classList.remove("top"); });
+    numberPanel.hidden = true;
+    numberPanel.dataset.state = "idle";
+    numberDigits.replaceChildren();
     status("");
     setState("idle");
   }
@@ -92,6 +103,7 @@
     }
     hasInk = true;
     hint.classList.add("gone");
+    if (!numberPanel.hidden) numberPanel.dataset.state = "stale"; // the number read was of the old drawing
     changed();
   }
 
@@ -207,6 +219,7 @@
     if (!file) return;
     reset();
     const gen = generation;
+    uploaded = file;
     photo.src = URL.createObjectURL(file);
     photo.hidden = false;
     hint.classList.add("gone");
@@ -218,6 +231,77 @@
   });
 
   document.getElementById("clear").addEventListener("click", reset);
+
+  // --- reading a whole number ----------------------------------------------
+  // The uploaded photo, else the drawing, goes to /v1/read; each digit is shown with its confidence.
+  readButton.addEventListener("click", () => {
+    if (!uploaded && !hasInk) {
+      status("Draw or upload a number first.", true);
+      return;
+    }
+    const gen = generation;
+    numberPanel.hidden = false;
+    numberPanel.dataset.state = "pending";
+    status("");
+    const send = (blob, name) => {
+      const form = new FormData();
+      form.append("file", blob, name);
+      readNumber(form, gen);
+    };
+    if (uploaded) send(uploaded, uploaded.name);
+    else canvas.toBlob(blob => send(blob, "drawing.png"), "image/png");
+  });
+
+  async function readNumber(body, gen) {
+    try {
+      const response = await fetch("/v1/read", { method: "POST", body });
+      const answer = await response.json().catch(() => ({ error: "bad_response", detail: response.statusText }));
+      if (gen !== generation) return;
+      if (!response.ok) {
+        numberPanel.dataset.state = "error";
+        status(`${answer.detail || answer.error || response.status}`, true);
+      } else {
+        showNumber(answer);
+      }
+    } catch (err) {
+      if (gen === generation) {
+        numberPanel.dataset.state = "error";
+        status(`The server did not answer (${err.message}).`, true);
+      }
+    }
+  }
+
+  function showNumber(answer) {
+    numberDigits.replaceChildren();
+    if (answer.number === null || answer.number === undefined) {
+      numberEl.textContent = "–";
+      numberNote.textContent = answer.reason || "no digits found";
+      numberPanel.dataset.state = "none";
+      return;
+    }
+    numberEl.textContent = answer.number; // rows are joined by newlines, shown as lines
+    numberNote.textContent = answer.complete ? "every digit read" : "? marks a digit the model is unsure of";
+    for (const row of answer.rows || [{ digits: answer.digits }]) {
+      const line = document.createElement("ol");
+      line.className = "digit-row";
+      for (const d of row.digits) {
+        const li = document.createElement("li");
+        li.className = "digit";
+        li.dataset.label = d.label === null ? "?" : String(d.label);
+        li.title = d.reason || "";
+        const label = document.createElement("span");
+        label.className = "digit-label";
+        label.textContent = li.dataset.label;
+        const pct = document.createElement("span");
+        pct.className = "digit-pct";
+        pct.textContent = `${(100 * d.confidence).toFixed(1)}%`;
+        li.append(label, pct);
+        line.appendChild(li);
+      }
+      numberDigits.appendChild(line);
+    }
+    numberPanel.dataset.state = answer.complete ? "done" : "incomplete";
+  }
 
   // --- the model's name and accuracy ---------------------------------------
   fetch("/v1/model").then(r => r.json()).then(info => {
