@@ -1,8 +1,8 @@
-"""Dataset fixtures shared by the test suite.
+"""Fixtures shared by the test suite (plain helper functions are in helpers.py).
 
-Only dataset-related fixtures live here: where the real MNIST files are, and
-a writer for tiny synthetic datasets in the standard IDX layout, so tests
-never need the 11 MB originals unless they are about them.
+Where the real MNIST files are and their images, read once per run; a writer
+for tiny synthetic datasets in the standard IDX layout, so tests never need
+the 11 MB originals unless they are about them; and one small trained run.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from digits.datasets import write_idx
+from digits.datasets import Dataset, load_dataset, write_idx
+from helpers import skip_or_fail
 
 MNIST_FILES = (
     "train-images-idx3-ubyte.gz",
@@ -50,11 +51,17 @@ def mnist_dir() -> Path:
     if (folder / "mnist").is_dir():
         folder = folder / "mnist"
     if not _holds_mnist(folder):
-        message = f"no MNIST IDX files in {folder}; set DIGITS_DATA_DIR to a folder that has them"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        skip_or_fail(f"no MNIST IDX files in {folder}; set DIGITS_DATA_DIR to a folder that has them")
     return folder
+
+
+@pytest.fixture(scope="session")
+def mnist_data(mnist_dir) -> Dataset:
+    """The real MNIST dataset, read once per test run; its arrays are read-only, as tests share them."""
+    data = load_dataset("mnist", data_dir=mnist_dir, progress=False)
+    for array in (data.x_train, data.y_train, data.x_test, data.y_test):
+        array.flags.writeable = False
+    return data
 
 
 def _tiny_arrays(n_train: int = 50, n_test: int = 20, seed: int = 0) -> TinyArrays:

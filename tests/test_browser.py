@@ -11,8 +11,6 @@ from __future__ import annotations
 import io
 import math
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -23,32 +21,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-CHROMIUM = os.environ.get("DIGITS_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync"]
+from helpers import CHROMIUM, CHROMIUM_ARGS, free_port, require_browser
+
 START_TIMEOUT = 90  # seconds for the server to answer /v1/health
 ANSWER_TIMEOUT = 15_000  # milliseconds for the page to show a prediction
-
-
-def _require_browser():
-    problems = []
-    if not Path(CHROMIUM).is_file():
-        problems.append(f"no chromium at {CHROMIUM} (apt-get install chromium)")
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        problems.append("no playwright package (pip install playwright)")
-    if problems:
-        message = "; ".join(problems)
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +35,8 @@ def run(tiny_mlp_run):
 @pytest.fixture(scope="module")
 def server(run, tmp_path_factory):
     """`digits serve` in its own process on a free loopback port; always stopped afterwards."""
-    _require_browser()
-    port = _free_port()
+    require_browser()
+    port = free_port()
     log = tmp_path_factory.mktemp("server") / "serve.log"
     env = {**os.environ, "KERAS_BACKEND": "jax"}
     with open(log, "wb") as out:
@@ -187,13 +163,11 @@ def test_drawing_other_digits_then_clearing(page, name, strokes, digit):
     assert _answer(page)[0] == "1"
 
 
-def test_uploading_a_photo(page, server, mnist_dir, tmp_path):
+def test_uploading_a_photo(page, server, mnist_data, tmp_path):
     """The upload button sends the file itself; the page shows the same answer as the API gives."""
-    from digits.datasets import load_dataset
     from digits.testing import render_like_user
 
-    data = load_dataset("mnist", data_dir=mnist_dir, progress=False)
-    photo = render_like_user(data.x_test[0], np.random.default_rng(0))  # a 7 on paper, as phones take them
+    photo = render_like_user(mnist_data.x_test[0], np.random.default_rng(0))  # a 7 on paper, as phones take them
     path = tmp_path / "photo.jpg"
     photo.save(path, quality=90)
     expected = httpx.post(f"{server}/v1/predict", files={"file": ("photo.jpg", path.read_bytes())}).json()

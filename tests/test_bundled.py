@@ -25,11 +25,8 @@ def predictor():
 
 
 @pytest.fixture(scope="module")
-def test_set(mnist_dir):
-    from digits.datasets import load_dataset
-
-    data = load_dataset("mnist", data_dir=mnist_dir, progress=False)
-    return data.x_test, data.y_test.astype(np.int64)
+def test_set(mnist_data):
+    return mnist_data.x_test, mnist_data.y_test.astype(np.int64)
 
 
 def test_the_bundle_is_a_complete_small_run():

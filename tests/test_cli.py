@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from digits.cli import main
+from helpers import exit_code
 
 
 @pytest.fixture(scope="module")
@@ -75,17 +76,10 @@ def test_models_lists_the_registry_with_parameter_counts(capsys):
     (["frobnicate"], "invalid choice: 'frobnicate'"),
 ])
 def test_bad_input_is_one_line_and_exit_2(argv, message, capsys):
-    code = _run(argv)
+    code = exit_code(argv)
     err = capsys.readouterr().err
     assert code == 2
     assert message in err and len(err.strip().splitlines()) == 1, err
-
-
-def _run(argv):
-    try:
-        return main(argv)
-    except SystemExit as e:  # argparse exits for usage errors
-        return e.code
 
 
 def test_run_dir_without_model_is_refused(run_dir, tmp_path, capsys):
@@ -93,7 +87,7 @@ def test_run_dir_without_model_is_refused(run_dir, tmp_path, capsys):
     broken.mkdir()
     for name in ("config.json", "metrics.json"):
         (broken / name).write_bytes((run_dir / name).read_bytes())
-    assert _run(["evaluate", str(broken)]) == 2
+    assert exit_code(["evaluate", str(broken)]) == 2
     err = capsys.readouterr().err
     assert "missing model.keras" in err and len(err.strip().splitlines()) == 1
 
@@ -104,7 +98,7 @@ def test_corrupt_model_file_is_one_line(run_dir, tmp_path, capsys, mnist_dir):
     for name in ("config.json", "metrics.json"):
         (broken / name).write_bytes((run_dir / name).read_bytes())
     (broken / "model.keras").write_bytes(b"not a zip")
-    assert _run(["evaluate", str(broken), "--data-dir", str(mnist_dir)]) == 2
+    assert exit_code(["evaluate", str(broken), "--data-dir", str(mnist_dir)]) == 2
     err = capsys.readouterr().err
     assert "model.keras: cannot load the model" in err and len(err.strip().splitlines()) == 1
 
@@ -113,7 +107,7 @@ def test_missing_dataset_names_the_files_and_writes_nothing(tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
     out = tmp_path / "run"
-    assert _run(["train", "--data-dir", str(empty), "--out", str(out), "--quiet"]) == 2
+    assert exit_code(["train", "--data-dir", str(empty), "--out", str(out), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "train-images-idx3-ubyte.gz" in err and len(err.strip().splitlines()) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -18,6 +17,7 @@ import numpy as np
 import pytest
 
 from digits.runs import Run
+from helpers import free_port
 
 TRAIN = ["--limit", "3000", "--epochs", "2", "--seed", "1", "--quiet"]
 
@@ -111,18 +111,12 @@ def test_tensorflow_distribute_mirrors_over_two_logical_cpus(tmp_path, mnist_dir
     _assert_same_training(one, two, rtol=1e-4)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_processes_train_as_one_multi_host_job(tmp_path, mnist_dir, jax_runs):
     """docs/SCALING.md's multi-host recipe, both "hosts" on this machine with one CPU device each."""
     _, two_devices, _ = jax_runs
     config = two_devices.path / "config.json"
     env = {**os.environ, "KERAS_BACKEND": "jax", "XLA_FLAGS": "", "TMPDIR": str(tmp_path),
-           "KERAS_DISTRIBUTION_JOB_ADDRESSES": f"127.0.0.1:{_free_port()}",
+           "KERAS_DISTRIBUTION_JOB_ADDRESSES": f"127.0.0.1:{free_port()}",
            "KERAS_DISTRIBUTION_NUM_PROCESSES": "2"}
     cmd = [sys.executable, "-m", "digits.cli", "train", "--config", str(config), "--distribute",
            "--data-dir", str(mnist_dir), "--out", str(tmp_path / "run"), *TRAIN]

@@ -11,21 +11,18 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from digits.datasets import load_dataset
 from digits.errors import DigitsError
 from digits.export import (FORMATS, VERIFY_TOLERANCE, OnnxPredictor, ensure_onnx, export_model,
                            exported_probabilities, verify)
 from digits.inference import Predictor, recognize
 from digits.datasets import to_inputs
+from helpers import skip_or_fail
 
 def _need(*modules: str) -> None:
     """Skip without the exporters locally; on CI they are part of the environment and must be there."""
     missing = [m for m in modules if importlib.util.find_spec(m) is None]
     if missing:
-        message = f"needs {', '.join(missing)} (pip install {' '.join(missing)})"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        skip_or_fail(f"needs {', '.join(missing)} (pip install {' '.join(missing)})")
 
 
 @pytest.fixture(scope="module")
@@ -39,9 +36,8 @@ def run(tiny_mlp_run, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def test_images(mnist_dir):
-    data = load_dataset("mnist", data_dir=mnist_dir, progress=False)
-    return to_inputs(data.x_test[:1000]), data.x_test[:50], data.y_test[:50]
+def test_images(mnist_data):
+    return to_inputs(mnist_data.x_test[:1000]), mnist_data.x_test[:50], mnist_data.y_test[:50]
 
 
 @pytest.fixture(scope="module")

@@ -49,11 +49,8 @@ def typed(text: str, *, broken: bool = False, seed: int = 0) -> tuple[Image.Imag
     return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8)), spans
 
 
-def handwritten(mnist_dir, labels=(2, 0, 2, 5)) -> Image.Image:
-    """Real MNIST test digits, dark on a white sheet, side by side: a handwritten number."""
-    from digits.datasets import load_dataset
-
-    data = load_dataset("mnist", data_dir=mnist_dir, progress=False)
+def handwritten(data, labels=(2, 0, 2, 5)) -> Image.Image:
+    """Real MNIST test digits (of the `mnist_data` fixture), dark on a white sheet, side by side: a number."""
     used, picks = set(), []
     for label in labels:
         i = next(i for i in range(len(data.y_test)) if data.y_test[i] == label and i not in used)
@@ -150,10 +147,10 @@ def test_bad_files_are_one_line_each_and_the_rest_still_read(tiny_run, tmp_path,
 
 
 @pytest.mark.parametrize("kind", ["typed", "typed jpeg", "broken", "handwritten"])
-def test_bundled_model_reads_2025(kind, tmp_path, capsys, mnist_dir):
+def test_bundled_model_reads_2025(kind, tmp_path, capsys, mnist_data):
     assert (BUNDLED_DIR / "model.keras").is_file(), "the bundled model is missing"
     if kind == "handwritten":
-        picture = handwritten(mnist_dir)
+        picture = handwritten(mnist_data)
     else:
         picture = typed("2025", broken=kind == "broken")[0]
     path = tmp_path / ("2025.jpg" if "jpeg" in kind else "2025.png")
@@ -165,7 +162,7 @@ def test_bundled_model_reads_2025(kind, tmp_path, capsys, mnist_dir):
     assert doc["complete"] and all(d["confidence"] >= 0.5 for d in doc["digits"])
 
 
-def test_bundled_model_reads_every_digit_handwritten(mnist_dir, tmp_path, capsys):
-    handwritten(mnist_dir, labels=range(10)).save(tmp_path / "all.png")
+def test_bundled_model_reads_every_digit_handwritten(mnist_data, tmp_path, capsys):
+    handwritten(mnist_data, labels=range(10)).save(tmp_path / "all.png")
     code, out, _ = _read(["--json", tmp_path / "all.png"], capsys)
     assert code == 0 and json.loads(out)["number"] == "0123456789"

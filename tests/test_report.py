@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import html.parser
 import io
-import os
 import shutil
 from pathlib import Path
 
@@ -23,10 +22,7 @@ from digits.cli import main
 from digits.errors import DigitsError
 from digits.plots import png_size
 from digits.report import write_comparison, write_report
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync"]
+from helpers import CHROMIUM, CHROMIUM_ARGS, require_browser
 
 REPORT_FIGURES = {  # plots/NAME.png -> its fixed size in pixels
     "samples": (906, 410),
@@ -290,17 +286,9 @@ def test_cli_errors_are_one_line(runs, tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def browser():
-    if not Path(CHROMIUM).exists():
-        message = f"{CHROMIUM} is missing (apt-get install -y chromium)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        if os.environ.get("CI") == "true":
-            pytest.fail("the playwright package is missing (pip install playwright)")
-        pytest.skip("the playwright package is missing (pip install playwright)")
+    require_browser()
+    from playwright.sync_api import sync_playwright
+
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser

@@ -14,13 +14,13 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from digits.datasets import load_dataset
 from digits.errors import DigitsError
 from digits.vision import load_image
 from digits.inference import Predictor, read_number, recognize
 from digits.serving import ServeSettings, create_app
 from digits.serving.app import STATIC_DIR, factory
 from digits.serving.batching import BatchingPredictor
+from helpers import free_port, png_bomb
 
 
 TINY_THRESHOLD = 0.5
@@ -45,9 +45,8 @@ def client(predictor):
 
 
 @pytest.fixture(scope="module")
-def mnist(mnist_dir):
-    data = load_dataset("mnist", data_dir=mnist_dir, progress=False)
-    return data.x_test[:40], data.y_test[:40]
+def mnist(mnist_data):
+    return mnist_data.x_test[:40], mnist_data.y_test[:40]
 
 
 def png(array: np.ndarray, fmt: str = "PNG", invert: bool = True) -> bytes:
@@ -279,19 +278,6 @@ def _nested(depth: int) -> str:
     return '{"pixels": ' + "[" * depth + "]" * depth + "}"
 
 
-def _png_bomb(width: int, height: int) -> bytes:
-    """A tiny PNG whose header claims width × height pixels (a decompression bomb)."""
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 1000))
-            + chunk(b"IEND", b""))
-
-
 def _with_nan(text: str) -> str:
     return json.dumps({"pixels": _pixels(value=1)}).replace("1", text, 1)
 
@@ -341,8 +327,8 @@ BAD_UPLOADS = {
     "text": (b"this is not a picture\n" * 10, 415, "not_an_image"),
     "random bytes": (bytes(np.random.default_rng(1).integers(0, 256, 5000, dtype=np.uint8)), 415, "not_an_image"),
     "truncated png": (_truncated_png(), 422, "corrupt_image"),
-    "decompression bomb": (_png_bomb(100_000, 100_000), 413, "image_too_large"),
-    "over the server's pixel limit": (_png_bomb(6_000, 6_000), 413, "image_too_large"),
+    "decompression bomb": (png_bomb(100_000, 100_000), 413, "image_too_large"),
+    "over the server's pixel limit": (png_bomb(6_000, 6_000), 413, "image_too_large"),
     "empty file": (b"", 400, "empty_body"),
 }
 
@@ -655,11 +641,8 @@ def test_cli_serve_several_workers(run, monkeypatch):
     monkeypatch.setattr(uvicorn.supervisors, "Multiprocess", FakeSupervisor)
     for key in ServeSettings().to_env():  # cmd_serve exports these for the workers; undone after the test
         monkeypatch.setenv(key, "")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     assert main(["serve", "--model", str(run.path), "--workers", "3", "--max-upload-mb", "2",
-                 "--port", str(port)]) == 0
+                 "--port", str(free_port())]) == 0
     config, sock, proto = started[0]
     assert config.app == "digits.serving.app:factory" and config.factory and config.workers == 3
     assert proto == socket.IPPROTO_TCP  # asyncio sets TCP_NODELAY only then (uvicorn issue #3149)
@@ -736,7 +719,7 @@ def test_decode_image_applies_exif_orientation(mnist):
     (b"", "empty", "is empty (0 bytes)"),
     (b"plain text, no picture", "not_image", "not an image file"),
     (_truncated_png(), "corrupt", "truncated or corrupt"),
-    (_png_bomb(100_000, 100_000), "too_large", "too large to decode safely"),
+    (png_bomb(100_000, 100_000), "too_large", "too large to decode safely"),
 ])
 def test_decode_image_errors_name_the_upload(data, kind, words):
     from digits.vision import ImageDecodeError, decode_image

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import socket
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,6 +16,7 @@ import pytest
 from digits.datasets import DATASETS, Dataset, DatasetSpec, default_cache_dir, load_dataset, write_idx
 from digits.datasets import sources
 from digits.errors import DigitsError
+from helpers import free_port
 
 FILES = sources.STANDARD_FILES
 KEYS = ("x_train", "y_train", "x_test", "y_test")
@@ -318,10 +318,7 @@ def register(monkeypatch: pytest.MonkeyPatch, md5: dict[str, str], mirrors: list
 
 
 def closed_port_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/nothing-here/"
+    return f"http://127.0.0.1:{free_port()}/nothing-here/"
 
 
 def test_mirror_fallback_after_404(server, tmp_path, monkeypatch, make_tiny_arrays) -> None:

@@ -185,12 +185,11 @@ def test_fast_recipe_trains_with_its_own_schedule(tmp_path, mnist_dir):
     assert run.metrics["parameters"] == 225_546 and run.metrics["test_accuracy"] > 0.5
 
 
-def test_mixed_precision_run_saves_a_float32_model_that_scores_as_reported(tmp_path, mnist_dir):
+def test_mixed_precision_run_saves_a_float32_model_that_scores_as_reported(tmp_path, mnist_dir, mnist_data):
     import keras
 
     from digits.evaluation import evaluate_arrays
     from digits.datasets import to_inputs
-    from digits.datasets import load_dataset
 
     run = train(model="fast", precision="mixed_bfloat16", out=tmp_path / "bf16", data_dir=mnist_dir,
                 limit=1000, epochs=1, seed=3, verbose=0)
@@ -199,8 +198,8 @@ def test_mixed_precision_run_saves_a_float32_model_that_scores_as_reported(tmp_p
     model = keras.saving.load_model(run.path / "model.keras")
     assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}
     assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
-    data = load_dataset("mnist", data_dir=mnist_dir, progress=False)
-    assert evaluate_arrays(model, to_inputs(data.x_test), data.y_test).accuracy == run.metrics["test_accuracy"]
+    accuracy = evaluate_arrays(model, to_inputs(mnist_data.x_test), mnist_data.y_test).accuracy
+    assert accuracy == run.metrics["test_accuracy"]
 
 
 def test_inference_copy_keeps_the_weights_and_the_answers_in_float32():

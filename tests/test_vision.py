@@ -1,7 +1,7 @@
 """Tests for digits.vision: reading users' pictures and making them MNIST-like.
 
 Every picture is drawn here with Pillow at run time; nothing binary is
-committed.  The real MNIST test images (via the ``mnist_dir`` fixture) check
+committed.  The real MNIST test images (via the ``mnist_data`` fixture) check
 that MNIST input passes through unchanged and that rendered "photos" of MNIST
 digits come back close to the originals.  Thresholds are set from measured
 values (in comments) with some room, not tuned to pass.
@@ -9,12 +9,9 @@ values (in comments) with some room, not tuned to pass.
 
 from __future__ import annotations
 
-import gzip
 import io
 import os
-import struct
 import time
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -36,35 +33,27 @@ from digits.vision import (
     split_digits,
     to_mnist,
 )
+from helpers import png_bomb
 
 # ---------------------------------------------------------------------------
 # Helpers
 
 
-def _read_idx(folder: Path, name: str, offset: int) -> np.ndarray:
-    gz = folder / name
-    raw = gz.read_bytes() if gz.is_file() else (folder / name.removesuffix(".gz")).read_bytes()
-    data = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
-    return np.frombuffer(data, dtype=np.uint8, offset=offset)
-
-
 @pytest.fixture(scope="module")
-def mnist_test(mnist_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+def mnist_test(mnist_data) -> tuple[np.ndarray, np.ndarray]:
     """The first 1000 MNIST test images (uint8, white on black) and labels."""
-    x = _read_idx(mnist_dir, "t10k-images-idx3-ubyte.gz", 16).reshape(-1, 28, 28)[:1000]
-    y = _read_idx(mnist_dir, "t10k-labels-idx1-ubyte.gz", 8)[:1000]
-    return x, y
+    return mnist_data.x_test[:1000], mnist_data.y_test[:1000]
 
 
 @pytest.fixture(scope="module")
-def knn(mnist_dir: Path):
+def knn(mnist_data):
     """A 3-nearest-neighbour classifier on 10,000 MNIST training images.
 
     Stands in for "a later model": it needs no Keras and is sensitive to
     exactly what preprocessing gets wrong (position, scale, polarity).
     """
-    x = _read_idx(mnist_dir, "train-images-idx3-ubyte.gz", 16).reshape(-1, 784)[:10000].astype(np.float32) / 255
-    y = _read_idx(mnist_dir, "train-labels-idx1-ubyte.gz", 8)[:10000]
+    x = mnist_data.x_train[:10000].reshape(-1, 784).astype(np.float32) / 255
+    y = mnist_data.y_train[:10000]
     sq = (x * x).sum(axis=1)
 
     def predict(images: np.ndarray) -> np.ndarray:
@@ -229,12 +218,6 @@ def test_load_image_applies_exif_orientation(tmp_path: Path, orientation: int) -
     assert _aligned_corr(to_mnist(load_image(tmp_path / "untagged.jpg")), expected) < 0.6
 
 
-def _png_header(width: int, height: int) -> bytes:
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    chunk = b"IHDR" + ihdr
-    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(ihdr)) + chunk + struct.pack(">I", zlib.crc32(chunk))
-
-
 def _noise_image() -> Image.Image:
     return Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8))
 
@@ -250,7 +233,7 @@ BAD_FILES = {
     "truncated png": lambda: _encoded(_noise_image(), "PNG")[:600],
     "truncated jpeg": lambda: _encoded(_noise_image(), "JPEG")[:400],
     "empty": lambda: b"",
-    "png header only, huge dims": lambda: _png_header(100_000, 100_000),
+    "png bomb, huge dims": lambda: png_bomb(100_000, 100_000),
 }
 
 
