@@ -199,12 +199,9 @@ def _assert_shows(page, answer: dict) -> None:
         assert abs(percent - 100 * d["confidence"]) <= 0.051
 
 
-def test_reading_an_uploaded_number(page, server, mnist_dir, tmp_path):
+def test_reading_an_uploaded_number(page, server, mnist_data, tmp_path):
     """Read number sends the uploaded photo to /v1/read; the page shows what the API answers."""
-    from digits.datasets import load_dataset
-
-    data = load_dataset("mnist", data_dir=mnist_dir, progress=False)
-    digits = [data.x_test[i] for i in (1, 2, 3)]  # 2, 1, 0
+    digits = [mnist_data.x_test[i] for i in (1, 2, 3)]  # 2, 1, 0
     row = np.hstack([np.pad(255 - d, 14, constant_values=255) for d in digits])  # dark on white, paper between
     path = tmp_path / "number.png"
     Image.fromarray(row).resize((row.shape[1] * 4, row.shape[0] * 4), Image.Resampling.BICUBIC).save(path)
