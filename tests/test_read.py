@@ -123,7 +123,7 @@ def test_blank_page_has_no_number(tiny_run, tmp_path, capsys):
     code, out, _ = _read(["--model", tiny_run, "--json", tmp_path / "blank.png"], capsys)
     assert code == 0
     assert json.loads(out) == {"file": str(tmp_path / "blank.png"), "number": None, "complete": False,
-                               "reason": "no digits found", "digits": []}
+                               "reason": "no digits found", "rows": [], "digits": []}
     code, out, _ = _read(["--model", tiny_run, tmp_path / "blank.png"], capsys)
     assert out.strip() == f"{tmp_path / 'blank.png'}: no number (no digits found)"
 

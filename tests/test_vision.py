@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -612,28 +611,3 @@ def test_save_preprocessed_errors(tmp_path: Path) -> None:
     _single_line_naming(err.value, path)
     with pytest.raises(ValueError):
         save_preprocessed(np.zeros((20, 20), np.float32), tmp_path / "y.png")
-
-
-# ---------------------------------------------------------------------------
-# Speed
-
-
-def _median_seconds(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
-
-
-def test_to_mnist_is_fast() -> None:
-    page = _write_digits("8")[0]
-    photo = _jpeg(np.asarray(page.resize((1000, 1000)), np.float32) + np.random.default_rng(0).normal(0, 4, (1000, 1000)))
-    photo = photo.convert("RGB")
-    small = to_mnist(page)
-    to_mnist(photo)
-    # Measured here: about 22 ms for a 1000x1000 RGB photo, 0.4 ms for a
-    # 28x28 array.  The bounds leave room for slow CI machines.
-    assert _median_seconds(lambda: to_mnist(photo), 5) < 0.1
-    assert _median_seconds(lambda: to_mnist(small), 50) < 0.003

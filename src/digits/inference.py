@@ -297,25 +297,128 @@ def recognize(predictor: Predictor, pictures, *, threshold: float | None = None)
     return results
 
 
-def read_number(predictor: Predictor, picture, *, threshold: float | None = None) -> dict:
-    """Read the number in a picture: find the digits, left to right, and recognize each.
+SPLIT_WIDTH = 0.7
+"""A group of ink wider than this many times its row's digit height may be several touching digits..."""
+WIDE = 1.1
+"""...and one wider than this many row heights is (no handwritten digit is that wide)."""
+PIECE_WIDTH = (0.12, 1.3)
+"""A piece of a split is this many row heights wide, at least and at most (a 1 is about 0.15)."""
+PIECE_HEIGHT = 0.6
+"""...and its ink at least this many row heights tall: a cut through a stroke leaves no digit."""
+MAX_PIECES = 8
+"""The most digits one group of touching ink is split into."""
+
+
+def read_number(predictor: ImagePredictor, picture, *, threshold: float | None = None) -> dict:
+    """Read the numbers in a picture: rows top to bottom, digits left to right, touching digits split.
 
     The one code path behind ``digits read``, ``POST /v1/read`` and this
-    API.  Returns a JSON-ready dict: ``number`` (the digits, ``?`` for one
-    the model is unsure of; None when there are none), ``complete`` (False
-    when any digit is unsure or none was found), ``reason`` when nothing was
-    found, and ``digits``, each a :class:`Prediction`'s fields plus its
-    ``box`` ``[x0, y0, x1, y1]`` in the picture's pixels.
-    """
-    from digits.vision import split_digits
+    API.  Returns a JSON-ready dict: ``rows``, one per line of writing, each
+    with its ``number`` (the digits, ``?`` for one the model is unsure of),
+    ``complete``, ``box`` and ``digits`` (each a :class:`Prediction`'s fields
+    plus its ``box`` ``[x0, y0, x1, y1]`` in the picture's pixels); then for
+    the whole picture ``number`` (the rows' numbers joined by newlines; None
+    when no digit was found), ``complete`` (False when any digit is unsure or
+    none was found), ``digits`` (every row's, in reading order) and
+    ``reason`` when nothing was found.
 
-    segments = split_digits(picture)
-    results = recognize(predictor, [s.image for s in segments], threshold=threshold)
-    digits = [{**result.to_dict(), "box": list(segment.box)} for segment, result in zip(segments, results)]
-    if not digits:
-        return {"number": None, "complete": False, "reason": "no digits found", "digits": []}
-    number = "".join("?" if d["label"] is None else str(d["label"]) for d in digits)
-    return {"number": number, "complete": "?" not in number, "digits": digits}
+    Segmentation is :func:`digits.vision.split_rows` (printed lines removed,
+    rows, groups).  A group wider than :data:`SPLIT_WIDTH` row heights is cut
+    where the model is most confident: each way of cutting it at the
+    candidate seams of :func:`digits.vision.segment.cut_paths` into pieces of
+    plausible size is scored by the mean log-probability of the pieces' best
+    labels, and the best split wins over the whole group when it scores
+    higher.  A group narrower than :data:`WIDE` row heights may be one wide
+    digit: it is split only when the model is unsure of it whole and sure of
+    every piece.
+    """
+    from digits.vision.segment import split_rows
+
+    threshold = _threshold(predictor, threshold)
+    rows = []
+    for row in split_rows(picture):
+        height = float(np.median([s.box[3] - s.box[1] for s in row]))
+        segments = [piece for segment in row for piece in _split(predictor, segment, height)]
+        results = recognize(predictor, [_framed(s) for s in segments], threshold=threshold)
+        digits = [{**r.to_dict(), "box": list(s.box)} for s, r in zip(segments, results)]
+        number = "".join("?" if d["label"] is None else str(d["label"]) for d in digits)
+        boxes = [s.box for s in segments]
+        box = [min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)]
+        rows.append({"number": number, "complete": "?" not in number, "box": box, "digits": digits})
+    if not rows:
+        return {"number": None, "complete": False, "reason": "no digits found", "rows": [], "digits": []}
+    return {"number": "\n".join(r["number"] for r in rows), "complete": all(r["complete"] for r in rows),
+            "rows": rows, "digits": [d for r in rows for d in r["digits"]]}
+
+
+def _size_prior(box, height: float) -> float:
+    """A log-prior on a piece's size: digits in a row are rarely wider than 0.8 row heights or
+    shorter than 0.75.
+
+    The model reads nearly anything framed to MNIST's 20 pixels with
+    confidence, so confidence alone cannot tell a digit from the fragment a
+    bad cut leaves, nor a 1 on its own from a 1 inside its neighbour's
+    piece; their sizes can.
+    """
+    w, h = (box[2] - box[0]) / height, (box[3] - box[1]) / height
+    return -0.5 * (max(0.0, (w - 0.8) / 0.2) ** 2 + max(0.0, (0.75 - h) / 0.1) ** 2)
+
+
+def _framed(segment) -> np.ndarray:
+    """A segment's ink as the 28×28 MNIST image (already clean ink: only crop, scale and centre)."""
+    from digits.vision.normalize import frame
+
+    return frame(segment.ink)
+
+
+def _split(predictor: ImagePredictor, segment, height: float) -> list:
+    """`segment` as it is, or cut into the pieces the model reads most confidently (see :func:`read_number`)."""
+    from digits.vision.segment import cut, cut_paths
+
+    width = segment.box[2] - segment.box[0]
+    if width <= SPLIT_WIDTH * height:
+        return [segment]
+    paths = cut_paths(segment, height)
+    edges = [None, *paths, None]
+    xs = [0.0, *(float(p.mean()) for p in paths), float(segment.ink.shape[1])]
+    pieces: dict[tuple[int, int], object] = {}
+    for i in range(len(edges)):
+        for j in range(i + 1, len(edges)):
+            if not PIECE_WIDTH[0] * height <= xs[j] - xs[i] <= PIECE_WIDTH[1] * height:
+                continue
+            piece = cut(segment, edges[i], edges[j])
+            if piece is not None and piece.box[3] - piece.box[1] >= PIECE_HEIGHT * height:
+                pieces[(i, j)] = piece
+    if not pieces:
+        return [segment]
+    keys = list(pieces)
+    p = predictor.probabilities(np.stack([_framed(segment)] + [_framed(pieces[k]) for k in keys]))
+    confidence = np.log(np.clip(p.max(axis=1), 1e-9, 1.0))
+    whole = float(confidence[0])
+    piece_score = {k: float(c) + _size_prior(pieces[k].box, height) for k, c in zip(keys, confidence[1:])}
+    # best[k][j]: the best total score of cutting edges 0..j into k pieces, and the path there.
+    last = len(edges) - 1
+    best: list[dict[int, tuple[float, list[tuple[int, int]]]]] = [{0: (0.0, [])}]
+    for k in range(1, MAX_PIECES + 1):
+        step: dict[int, tuple[float, list[tuple[int, int]]]] = {}
+        for (i, j), s in piece_score.items():
+            if i in best[k - 1]:
+                total, path = best[k - 1][i]
+                if j not in step or total + s > step[j][0]:
+                    step[j] = (total + s, path + [(i, j)])
+        best.append(step)
+    splits = [(total / k, path) for k, step in enumerate(best) if k >= 2 and last in step
+              for total, path in [step[last]]]
+    if not splits:
+        return [segment]
+    mean, path = max(splits, key=lambda s: s[0])
+    if width <= WIDE * height:
+        # Could be one wide digit: split only what the model cannot read whole, into digits it reads well.
+        sure = np.log(predictor.threshold)
+        if whole >= sure or min(float(confidence[1 + keys.index(key)]) for key in path) < sure:
+            return [segment]
+    whole += _size_prior(segment.box, height)
+    return [pieces[key] for key in path] if mean > whole else [segment]
 
 
 # ---------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""``digits read``: a number in a picture, its digits found left to right and recognized (:func:`digits.inference.read_number`)."""
+"""``digits read``: the numbers in a picture, row by row, each digit found and recognized (:func:`digits.inference.read_number`)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ from digits.errors import DigitsError
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("read",
-                              help="read a number: find the digits in a picture, left to right, and recognize each")
-    p.add_argument("files", nargs="+", metavar="FILE", help="a picture of a row of digits (or a folder of them)")
+                              help="read numbers: find the rows and digits in a picture (ruled, squared or boxed "
+                                   "paper too) and recognize each")
+    p.add_argument("files", nargs="+", metavar="FILE",
+                   help="a picture of one or more rows of digits (or a folder of them)")
     add_model(p)
     p.add_argument("--json", action="store_true", help="one JSON object per file")
     p.add_argument("--threshold", type=probability, metavar="P",
@@ -43,10 +45,15 @@ def cmd_read(args) -> None:
         if doc["number"] is None:
             print(f"{path}: no number ({doc['reason']})", flush=True)
             continue
-        print(f"{path}: {doc['number']}", flush=True)
-        for d in doc["digits"]:
-            shown = "?" if d["label"] is None else d["label"]
-            x0, y0, x1, y1 = d["box"]
-            note = f"  ({d['reason']})" if d.get("reason") else ""
-            print(f"  {shown}  confidence {d['confidence']:.3f}  at x {x0}-{x1}, y {y0}-{y1}{note}", flush=True)
+        several = len(doc["rows"]) > 1
+        print(f"{path}: {doc['number'].replace(chr(10), ' / ')}", flush=True)
+        for r, row in enumerate(doc["rows"], start=1):
+            if several:
+                print(f"  row {r}: {row['number']}", flush=True)
+            for d in row["digits"]:
+                shown = "?" if d["label"] is None else d["label"]
+                x0, y0, x1, y1 = d["box"]
+                note = f"  ({d['reason']})" if d.get("reason") else ""
+                print(f"{'    ' if several else '  '}{shown}  confidence {d['confidence']:.3f}  "
+                      f"at x {x0}-{x1}, y {y0}-{y1}{note}", flush=True)
     failures.finish()

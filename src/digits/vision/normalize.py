@@ -42,6 +42,7 @@ from PIL import Image, ImageChops
 from digits.datasets.arrays import MNIST_SIDE
 from digits.errors import DigitsError
 from digits.vision.decode import grey_bytes
+from digits.vision.lines import block_any, block_grow, remove_printed_lines
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -77,6 +78,10 @@ _LOW_HIGH = 0.25
 """...and down to no less than this share of the high threshold, so that a
 stroke does not grow into faint shading or blur.  The one-pixel rim kept
 around every stroke (see :func:`ink_crop`) still holds the faintest edge."""
+_EDGE_REACH = 0.005
+"""A stroke extends at most this share of the picture's longer side beyond its high-threshold core..."""
+_EDGE_REACH_MIN = 2
+"""...and at least this many pixels (MNIST's anti-aliased edges are one or two pixels wide)."""
 _INK_QUANTILE = 0.95
 """The ink level mapped to 1 is this quantile of the pixels above the high
 threshold: MNIST's stroke cores sit at 0.98..1.0, and so do a photo's after
@@ -225,8 +230,12 @@ class InkMap:
     inverted: bool
 
 
-def analyze(image: Image.Image | np.ndarray) -> InkMap:
-    """Polarity, lighting, paper level, noise, thresholds and ink components."""
+def analyze(image: Image.Image | np.ndarray, *, remove_lines: bool = True) -> InkMap:
+    """Polarity, lighting, paper level, noise, printed lines removed, thresholds and ink components.
+
+    `remove_lines=False` keeps ruled lines, grids and boxes as ink (see
+    :mod:`digits.vision.lines`), for comparison.
+    """
     from scipy import ndimage
 
     q = grey_bytes(image)
@@ -247,19 +256,35 @@ def analyze(image: Image.Image | np.ndarray) -> InkMap:
     if inverted:
         q = 255 - q
     q = _even_lighting(q)
-    v = q.astype(np.float32) * np.float32(1.0 / 255.0)
 
     # Thresholds (see the module constants): a component is ink when it
     # reaches t_high somewhere; it extends over its pixels above t_low.
     paper, noise = _paper_and_noise(q)
     t_high = paper + max(_MIN_CONTRAST, _HIGH_NOISE * noise, _HIGH_PEAK * peak)
     t_low = paper + max(_LOW_NOISE * noise, _LOW_HIGH * (t_high - paper))
+    if remove_lines:
+        cleaned = remove_printed_lines(q, 255.0 * t_low, 255.0 * paper)
+        if cleaned is not q:
+            # The lines may have been the strongest marks: the ink's own peak sets the threshold.
+            q = cleaned
+            reduced = Image.fromarray(q).reduce(2) if min(h, w) >= 4 else Image.fromarray(q)
+            peak = min(peak, reduced.getextrema()[1] / 255.0 - paper)
+            t_high = paper + max(_MIN_CONTRAST, _HIGH_NOISE * noise, _HIGH_PEAK * peak)
+            t_low = paper + max(_LOW_NOISE * noise, _LOW_HIGH * (t_high - paper))
+    v = q.astype(np.float32) * np.float32(1.0 / 255.0)
     low = paper + _LOW_NOISE * noise
     empty = InkMap(v, np.zeros((h, w), np.int32), 0, [], [], [], low, 1.0, paper, noise, inverted)
     high_mask = v > t_high
     if not high_mask.any():
         return empty
-    labels, n = ndimage.label(v > t_low, structure=np.ones((3, 3), dtype=bool))
+    # Strokes are followed down to t_low only near their cores: a stroke's grey edge is a few
+    # pixels wide, while faint shading or a shadow next to a digit can be large.
+    # Measured on blocks of `reach` pixels (a core's block and its 8 neighbours): cheap on a
+    # 12-megapixel photo, and "within reach" to a block's precision.
+    reach = max(_EDGE_REACH_MIN, int(round(_EDGE_REACH * max(h, w))))
+    near_core = block_grow(ndimage.binary_dilation(block_any(high_mask, reach), np.ones((3, 3), bool)),
+                           reach, (h, w))
+    labels, n = ndimage.label((v > t_low) & near_core, structure=np.ones((3, 3), dtype=bool))
     mass = np.bincount(labels[high_mask], minlength=n + 1)
     mass[0] = 0
     slices = ndimage.find_objects(labels)
@@ -471,7 +496,7 @@ def ink_box(ink: InkMap, chosen: list[int]) -> Box:
     return max(0, x0 - 1), max(0, y0 - 1), min(w, x1 + 1), min(h, y1 + 1)
 
 
-def _frame(patch: NDArray[np.float32]) -> NDArray[np.float32]:
+def frame(patch: NDArray[np.float32]) -> NDArray[np.float32]:
     """Scale ink into the 20x20 box and centre its mass in 28x28, as MNIST was made.
 
     The longer side becomes 20 pixels and the aspect ratio is kept.  Pillow
@@ -528,6 +553,6 @@ def to_mnist(image: Image.Image | np.ndarray) -> NDArray[np.float32]:
     if not chosen:
         raise NoDigitError(NO_INK)
     box = ink_box(ink, chosen)
-    return _frame(ink_crop(ink, chosen, box))
+    return frame(ink_crop(ink, chosen, box))
 
 

@@ -1,0 +1,309 @@
+"""Removing what is printed on the paper: ruled lines, grid lines and form boxes.
+
+People write digits on notebook paper, on squared paper and in the boxes of
+printed forms.  To an MNIST model those lines are ink: a ruled line through a
+digit joins it to everything else on the row, and a box around it becomes
+part of the digit.  So before the ink is cut into digits, the lines go:
+
+1. **Straight and long.**  Printed lines are the only marks that stay
+   straight over a long run.  The picture is sheared so that the page's lines
+   are exactly horizontal (the shear angle, within ±:data:`MAX_SKEW` degrees,
+   is the one whose row projection of the ink is peakiest: a tilted photo
+   turns every line by the same angle), then a morphological opening with a
+   long horizontal segment keeps only runs of ink at least that long.  The
+   same is done for vertical lines on the transposed picture.
+2. **Which runs are printed.**  A run is a printed line when it spans most of
+   the picture (:data:`PAGE_SPAN`: ruled and squared paper run edge to edge;
+   handwriting does not), or when it is one side of a box: a horizontal run
+   with a vertical run at each of its ends (corners), or a vertical run that
+   ends on a horizontal one at both ends.  A digit's strokes are never all
+   of that: a 7's bar has a corner at one end only, a 1 ends in mid-air.
+3. **Repair.**  The line's pixels are set to paper, and then every stroke
+   that crossed the line is joined again: a pixel of the line is ink again
+   where there is ink right above and right below it (right and left for a
+   vertical line), within the line's thickness (a grey closing across the
+   line, applied on the line's pixels only).  A stroke that runs *along* a
+   line for a long way is lost with it; that is rare in handwriting.
+
+What is left is the handwriting alone, which the usual ink analysis then
+reads (:func:`digits.vision.normalize.analyze`).  A page of lines with no
+writing is left blank, so it answers "no ink found".  Everything works on
+the byte ink map (0 paper .. 255 ink) that the ink analysis uses, with
+SciPy's 1-D minimum/maximum filters (linear time whatever the segment
+length).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+MAX_SKEW = 5.0
+"""Printed lines are looked for up to this many degrees off horizontal (or vertical):
+a photo taken by hand is rarely turned more, and the search costs a shear per step."""
+SKEW_STEP = 0.5
+"""Degrees between the shear angles tried."""
+PAGE_SPAN = 0.6
+"""A straight run over this share of the picture's width (height, for vertical lines) is a
+printed line: ruled and squared paper run edge to edge, handwriting does not."""
+WORK_SIDE = 640
+"""Lines are looked for on a copy at most this many pixels on its longer side (each pixel there set
+when any pixel of its block is ink, so thin lines survive): a phone photo's lines are as straight at
+a seventh of its resolution, and the search costs a fraction of the time.  Lengths below are in
+those pixels."""
+MIN_PAGE_SIDE = 64
+"""Pictures smaller than this (MNIST arrays, thumbnails, one digit's crop) have no printed lines."""
+MIN_BOX_SIDE = 24
+"""A box side is at least this many pixels long (shorter straight runs are strokes)."""
+BOX_SIDE_THICKNESS = 10.0
+"""...and at least this many times as long as it is thick: a form's box is drawn with a fine line,
+while a printed 0 is a rounded box drawn with a pen-wide one (about 6 times as long as thick)."""
+MAX_LINE_THICKNESS = 0.02
+"""A printed line is at most this share of the picture's longer side thick (and at least 3 pixels)."""
+GAP = 3
+"""Gaps of up to this many pixels along a line (faint printing, JPEG) do not break it."""
+CORNER = 4
+"""Two runs meet at a corner when their ends lie within this many pixels (plus their thickness)."""
+
+
+def remove_printed_lines(q: NDArray[np.uint8], ink_threshold: float, paper: float) -> NDArray[np.uint8]:
+    """The byte ink map `q` (ink high) with its printed lines and boxes replaced by paper, strokes repaired.
+
+    `ink_threshold` is the byte level above which a pixel may be ink (the
+    analysis's low threshold) and `paper` the paper's level.  Returns `q`
+    itself when nothing printed is found, so clean pictures pass unchanged.
+    """
+    if min(q.shape) < MIN_PAGE_SIDE:
+        return q
+    mask = q > ink_threshold
+    if not mask.any():
+        return q
+    scale = max(1, -(-max(q.shape) // WORK_SIDE))
+    small = block_any(mask, scale)
+    thick = max(3, int(round(MAX_LINE_THICKNESS * max(small.shape))))
+    horizontal = _straight_runs(small, thick)
+    vertical = tuple(m.T for m in _straight_runs(small.T, thick))
+    across, along, thickness = _printed(horizontal, vertical, small.shape)
+    if not (across.any() or along.any()):
+        return q
+    if scale > 1:  # back to the picture's pixels: the blocks' ink pixels
+        across, along = (block_grow(m, scale, mask.shape) & mask for m in (across, along))
+        thickness *= scale
+    return _erase_and_repair(q, across, along, paper, thickness)
+
+
+def block_any(mask: NDArray[np.bool_], k: int) -> NDArray[np.bool_]:
+    """`mask` shrunk k times, a pixel set when any of its k×k block is: a 1-pixel line survives."""
+    if k == 1:
+        return mask
+    h, w = mask.shape
+    padded = np.zeros((-(-h // k) * k, -(-w // k) * k), dtype=np.uint8)
+    padded[:h, :w] = mask
+    # Pillow's reduce averages each block in C: any ink in a block makes the average non-zero.
+    return np.asarray(Image.fromarray(padded * np.uint8(255)).reduce(k)) > 0
+
+
+def block_grow(small: NDArray[np.bool_], k: int, shape: tuple[int, int]) -> NDArray[np.bool_]:
+    """Each pixel of `small` as a k×k block, cropped to `shape`: the inverse of :func:`block_any`."""
+    if k == 1:
+        return small[: shape[0], : shape[1]]
+    return np.repeat(np.repeat(small, k, axis=0), k, axis=1)[: shape[0], : shape[1]]
+
+
+def _skew(mask: NDArray[np.bool_]) -> float:
+    """The shear (as a slope, rows per column) that makes the mask's long lines horizontal.
+
+    Chosen as the slope whose row projection has the largest sum of squares:
+    a line's pixels fall into one or two rows only when the shear undoes its
+    tilt.  Only every other pixel of a large mask is used: plenty for the sum.
+    """
+    ys, xs = np.nonzero(mask)
+    if ys.size > 400_000:
+        step = ys.size // 200_000
+        ys, xs = ys[::step], xs[::step]
+    best, best_score = 0.0, -1.0
+    offset = int(np.ceil(np.tan(np.radians(MAX_SKEW)) * mask.shape[1])) + 1
+    for degrees in np.arange(-MAX_SKEW, MAX_SKEW + 1e-9, SKEW_STEP):
+        slope = float(np.tan(np.radians(degrees)))
+        rows = np.rint(ys - xs * slope).astype(np.int64) + offset
+        score = float(np.square(np.bincount(rows).astype(np.float64)).sum())
+        if score > best_score * (1 + 1e-9) or (abs(score - best_score) <= 1e-9 * best_score and abs(slope) < abs(best)):
+            best, best_score = slope, score
+    return best
+
+
+def _shift_columns(a: np.ndarray, shifts: NDArray[np.intp], fill) -> np.ndarray:
+    """Each column x of `a` moved down by shifts[x] rows (up when negative), padded with `fill`.
+
+    A shear's shifts change only every 1/slope columns, so the columns are
+    moved in blocks of equal shift: a few dozen slice copies.
+    """
+    h, w = a.shape
+    out = np.full_like(a, fill)
+    starts = np.flatnonzero(np.diff(shifts, prepend=shifts[0] - 1))
+    for start, stop in zip(starts, [*starts[1:], w]):
+        s = int(shifts[start])
+        if abs(s) >= h:
+            continue
+        if s >= 0:
+            out[s:, start:stop] = a[: h - s, start:stop]
+        else:
+            out[: h + s, start:stop] = a[-s:, start:stop]
+    return out
+
+
+def _straight_runs(mask: NDArray[np.bool_], thick: int) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
+    """Horizontal-ish straight runs of `mask`: (all runs, those on rows that span the page).
+
+    A run is at least MIN_BOX_SIDE long and at most `thick` thick.  The mask
+    is sheared so the page's lines are horizontal, gaps up to :data:`GAP` are
+    closed along the rows, an opening with a horizontal segment keeps the
+    long runs, and runs thicker than a line (a big blob of ink has long rows
+    too) are dropped.  A sheared row (with its neighbours, for lines that are
+    not quite straight) whose runs add up to :data:`PAGE_SPAN` of the width
+    is a ruled or grid line, even where faint printing breaks it into pieces.
+    Both masks are returned unsheared.
+    """
+    from scipy import ndimage
+
+    slope = _skew(mask)
+    shifts = -np.rint(np.arange(mask.shape[1]) * slope).astype(np.intp)
+    shifts -= shifts.min()
+    sheared = _shift_columns(mask, shifts, False)
+    closed = ndimage.minimum_filter1d(ndimage.maximum_filter1d(sheared, GAP + 1, axis=1), GAP + 1, axis=1)
+    closed &= ndimage.maximum_filter1d(sheared, 2 * GAP + 1, axis=1)  # closing does not grow the ends
+    length = MIN_BOX_SIDE
+    runs = ndimage.maximum_filter1d(ndimage.minimum_filter1d(closed, length, axis=1), length, axis=1)
+    # A line is thin: a run whose column of ink is thicker than `thick` is a blob, not a line.
+    too_thick = ndimage.minimum_filter1d(runs, thick + 1, axis=0)
+    too_thick = ndimage.maximum_filter1d(too_thick, thick + 1, axis=0)
+    runs &= ~too_thick
+    runs &= sheared
+    near = ndimage.maximum_filter1d(runs, 3, axis=0)
+    page_rows = near.sum(axis=1) >= PAGE_SPAN * mask.shape[1]
+    page = runs & ndimage.maximum_filter1d(page_rows, 3)[:, None]
+    return _shift_columns(runs, -shifts, False), _shift_columns(page, -shifts, False)
+
+
+@dataclass
+class _Run:
+    """One straight run (a connected piece of a runs mask) and its geometry."""
+
+    vertical: bool
+    pixels: NDArray[np.bool_]  # its pixels, within `where`
+    where: tuple[slice, slice]
+    length: int
+    thickness: float
+    ends: tuple[tuple[float, float], tuple[float, float]]  # (y, x) of its two ends
+
+
+def _runs(mask: NDArray[np.bool_], vertical: bool) -> list[_Run]:
+    """The straight pieces of a runs mask that could be the side of a box: long, thin, not slanted."""
+    from scipy import ndimage
+
+    labels, _ = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
+    found = []
+    for i, where in enumerate(ndimage.find_objects(labels), start=1):
+        if where is None:
+            continue
+        pixels = labels[where] == i
+        along, across = (pixels.T if vertical else pixels).shape[::-1]  # length along the run, extent across
+        thickness = np.count_nonzero(pixels) / along
+        # A printed line is long, and tilted at most MAX_SKEW: across its length it drifts
+        # by length * tan(MAX_SKEW).  A slanted pen stroke drifts far more.
+        if along < max(MIN_BOX_SIDE, BOX_SIDE_THICKNESS * thickness):
+            continue
+        if across > thickness + along * np.tan(np.radians(MAX_SKEW)) + 3:
+            continue
+        rows, cols = where
+        if vertical:
+            first, last = np.nonzero(pixels[0])[0].mean(), np.nonzero(pixels[-1])[0].mean()
+            ends = ((rows.start, cols.start + first), (rows.stop - 1, cols.start + last))
+        else:
+            first, last = np.nonzero(pixels[:, 0])[0].mean(), np.nonzero(pixels[:, -1])[0].mean()
+            ends = ((rows.start + first, cols.start), (rows.start + last, cols.stop - 1))
+        found.append(_Run(vertical, pixels, where, along, thickness, ends))
+    return found
+
+
+def _meets(end: tuple[float, float], run: _Run, tolerance: float) -> bool:
+    """Does `run` have a pixel within `tolerance` of the point `end` (a corner or a T)?"""
+    rows, cols = run.where
+    y, x = end
+    y0, y1 = int(np.floor(y - tolerance)) - rows.start, int(np.ceil(y + tolerance)) + 1 - rows.start
+    x0, x1 = int(np.floor(x - tolerance)) - cols.start, int(np.ceil(x + tolerance)) + 1 - cols.start
+    h, w = run.pixels.shape
+    if y1 <= 0 or x1 <= 0 or y0 >= h or x0 >= w:
+        return False
+    return bool(run.pixels[max(0, y0) : y1, max(0, x0) : x1].any())
+
+
+def _printed(horizontal: tuple[NDArray[np.bool_], NDArray[np.bool_]],
+             vertical: tuple[NDArray[np.bool_], NDArray[np.bool_]],
+             shape: tuple[int, int]) -> tuple[NDArray[np.bool_], NDArray[np.bool_], float]:
+    """The straight runs that are printed lines: page-spanning ones, and the sides of boxes.
+
+    A horizontal side meets a vertical one at both of its ends; a vertical
+    side meets a horizontal one at both of its ends (box walls stand on the
+    box's top and bottom).  A wall that stands on page-spanning lines must
+    also be as thin as they are: that is a grid, while a pen's 1 written
+    from one ruled line to the next is thicker than the ruling.  Returns the
+    horizontal lines' pixels, the vertical lines' pixels, and the thickest
+    line's thickness in pixels.
+    """
+    h_runs, v_runs = _runs(horizontal[0], False), _runs(vertical[0], True)
+    h_page, v_page = _runs(horizontal[1], False), _runs(vertical[1], True)
+    printed_h, printed_v = horizontal[1].copy(), vertical[1].copy()
+    thickness = max([r.thickness for r in h_page + v_page], default=0.0)
+
+    def tolerance(a: _Run, b: _Run) -> float:
+        return CORNER + a.thickness + b.thickness
+
+    def add(run: _Run, into: NDArray[np.bool_]) -> None:
+        nonlocal thickness
+        into[run.where] |= run.pixels
+        thickness = max(thickness, run.thickness)
+
+    for run in h_runs:
+        if all(any(_meets(end, v, tolerance(run, v)) for v in v_runs) for end in run.ends):
+            add(run, printed_h)
+    for run in v_runs:
+        def stands(end, on: list[_Run], page: bool) -> bool:
+            return any(_meets(end, hr, tolerance(run, hr)) and (not page or run.thickness <= 1.5 * hr.thickness + 1)
+                       for hr in on)
+        if all(stands(end, h_runs, False) or stands(end, h_page, True) for end in run.ends):
+            add(run, printed_v)
+    return printed_h, printed_v, float(thickness)
+
+
+def _erase_and_repair(q: NDArray[np.uint8], horizontal: NDArray[np.bool_], vertical: NDArray[np.bool_],
+                      paper: float, thickness: float) -> NDArray[np.uint8]:
+    """Paint the line pixels as paper, then restore them where a stroke crosses (ink on both sides).
+
+    A horizontal line's pixels are restored only from ink above and below
+    them, a vertical line's from ink left and right: restoring along a line
+    would draw a bar across the hole of a 0 wherever the line runs through it.
+    """
+    from scipy import ndimage
+
+    # The line's grey rim (blur, JPEG) goes with it.
+    rim = np.ones((3, 3), dtype=bool)
+    horizontal = ndimage.binary_dilation(horizontal, structure=rim)
+    vertical = ndimage.binary_dilation(vertical, structure=rim)
+    out = q.copy()
+    out[horizontal | vertical] = np.uint8(min(255, max(0, round(paper))))
+    size = int(np.ceil(thickness)) + 2 + 2 * GAP
+    across_rows = ndimage.grey_closing(out, size=(size, 1))
+    across_cols = ndimage.grey_closing(out, size=(1, size))
+    repaired = out.copy()
+    repaired[horizontal] = across_rows[horizontal]
+    repaired[vertical & ~horizontal] = across_cols[vertical & ~horizontal]
+    crossing = vertical & horizontal  # where lines cross, either side's strokes count
+    repaired[crossing] = np.maximum(across_rows, across_cols)[crossing]
+    return repaired
