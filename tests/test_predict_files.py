@@ -235,6 +235,11 @@ def _bad_inputs(folder: Path, good: Image.Image) -> dict[str, tuple[str, str]]:
     (folder / "bomb-small.png").write_bytes(png_bomb(10_000, 10_000))  # 100 Mpx: Pillow only warns
     (folder / "no-images").mkdir()
     (folder / "no-images" / "readme.txt").write_text("nothing to see")
+    good.save(folder / "icon.png", format="ICO")  # a format Digits refuses, whatever the name says
+    scan = folder / "scan.tif"
+    good.convert("L").save(scan, compression="tiff_lzw")
+    (folder / "damaged.tif").write_bytes(scan.read_bytes()[:-40])  # LZW data cut short
+    os.mkfifo(folder / "pipe.png")  # reading it would wait forever for a writer
     # Running as root, chmod 000 does not stop a read, so "unreadable" is tested with
     # paths that no user can read: a missing file, and a path through a regular file.
     return {
@@ -246,6 +251,9 @@ def _bad_inputs(folder: Path, good: Image.Image) -> dict[str, tuple[str, str]]:
         "missing": (str(folder / "missing.png"), "no such file"),
         "through a file": (str(folder / "good.png" / "inner.png"), "cannot read"),
         "folder without images": (str(folder / "no-images"), "no image files in this folder"),
+        "unsupported format": (str(folder / "icon.png"), "unsupported image format (it looks like ICO)"),
+        "damaged tiff": (str(folder / "damaged.tif"), "truncated or corrupt image"),
+        "fifo": (str(folder / "pipe.png"), "is a named pipe (FIFO), not an image file"),
     }
 
 
@@ -267,7 +275,27 @@ def test_each_bad_input_is_one_line_and_the_rest_still_run(tiny_run, test_digits
     assert err[-1] == f"digits predict: error: {len(bad)} of {2 * len(bad) + 1} inputs could not be read (see above)"
 
 
-@pytest.mark.parametrize("name", ["truncated", "not an image", "empty", "bomb", "missing", "folder without images"])
+def test_a_folder_with_damaged_and_refused_files_reads_the_rest(tiny_run, test_digits, tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    photo = _photo(test_digits[0][0])
+    photo.save(folder / "1-good.png")
+    photo.save(folder / "2-icon.png", format="ICO")
+    photo.convert("L").save(folder / "3-scan.tif", compression="tiff_lzw")
+    (folder / "3-scan.tif").write_bytes((folder / "3-scan.tif").read_bytes()[:-40])
+    photo.save(folder / "4-good.png")
+    assert main(["predict", "--model", str(tiny_run), "--json", str(folder)]) == 2
+    captured = capsys.readouterr()
+    assert [Path(d["file"]).name for d in _json_lines(captured.out)] == ["1-good.png", "4-good.png"]
+    err = captured.err.strip().splitlines()
+    assert len(err) == 3, captured.err
+    assert err[0].startswith(f"digits predict: error: {folder / '2-icon.png'}: unsupported image format")
+    assert err[1].startswith(f"digits predict: error: {folder / '3-scan.tif'}: truncated or corrupt image")
+    assert err[2] == "digits predict: error: 2 of 4 inputs could not be read (see above)"
+
+
+@pytest.mark.parametrize("name", ["truncated", "not an image", "empty", "bomb", "missing", "folder without images",
+                                  "unsupported format", "damaged tiff", "fifo"])
 def test_a_single_bad_input_is_exactly_one_line(name, tiny_run, test_digits, tmp_path, capsys):
     path, message = _bad_inputs(tmp_path / "in", _photo(test_digits[0][0]))[name]
     assert main(["predict", "--model", str(tiny_run), path]) == 2

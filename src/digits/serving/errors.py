@@ -43,6 +43,7 @@ def error_response(status: int, error: str, detail: Any, headers: dict | None = 
 
 
 _DECODE_STATUS = {"empty": (400, "empty_body"), "not_image": (415, "not_an_image"),
+                  "unsupported": (415, "unsupported_image_format"),
                   "corrupt": (422, "corrupt_image"), "too_large": (413, "image_too_large")}
 """An upload :func:`digits.vision.decode_image` refused, by its ``kind``: the status and code."""
 

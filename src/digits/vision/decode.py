@@ -1,8 +1,9 @@
 """Reading pictures: image files and uploaded bytes as upright greyscale, arrays as grey levels.
 
-:func:`load_image` reads any file Pillow can decode (:func:`decode_image`
-the same from bytes in memory, e.g. an HTTP upload), turns it upright (EXIF
-orientation), lays transparency on white paper and makes it grey.
+:func:`load_image` reads an image file in one of :data:`ACCEPTED_FORMATS`
+(:func:`decode_image` the same from bytes in memory, e.g. an HTTP upload),
+turns it upright (EXIF orientation), lays transparency on white paper and
+makes it grey.
 :func:`grey_floats` and :func:`grey_bytes` turn a Pillow image or an array of
 any accepted shape and dtype into grey levels, which is what the rest of
 :mod:`digits.vision` works on.  :func:`save_preprocessed` writes what a model
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,15 +30,32 @@ if TYPE_CHECKING:
     from numpy.typing import NDArray
 
 
+OPEN_FORMATS = ("PNG", "JPEG", "BMP", "DIB", "GIF", "TIFF", "WEBP", "PPM")
+"""The Pillow decoders a file or upload is ever handed to: the formats Digits
+documents (PNG, JPEG, BMP, GIF, TIFF, WebP) and PBM/PGM/PPM, which
+:data:`digits.inference.IMAGE_SUFFIXES` takes from folders (DIB is BMP without
+its file header).  Pillow's other decoders are never tried, because several
+of them fail on damaged data with exceptions of their own, and some (EPS,
+through Ghostscript) run external programs on what they read."""
+
+ACCEPTED_FORMATS = frozenset(OPEN_FORMATS) | {"MPO"}
+"""``Image.format`` values accepted after decoding: MPO is the JPEG decoder's
+name for a phone's multi-picture JPEG."""
+
+_FORMAT_NAMES = "PNG, JPEG, BMP, GIF, TIFF, WebP or PBM/PGM/PPM"
+
+
 class ImageDecodeError(DigitsError):
     """A file or upload that cannot be read as an image (raised by :func:`load_image`
     and :func:`decode_image`).
 
     ``kind`` says why, for callers that answer differently (the HTTP API's
-    status codes): ``"unreadable"`` (missing path, directory, permissions),
-    ``"empty"`` (0 bytes), ``"not_image"`` (nothing Pillow recognizes),
-    ``"corrupt"`` (truncated or damaged data) or ``"too_large"`` (more pixels
-    than allowed: a decompression bomb).
+    status codes): ``"unreadable"`` (missing path, directory, FIFO,
+    permissions), ``"empty"`` (0 bytes), ``"not_image"`` (nothing Pillow
+    recognizes), ``"unsupported"`` (an image format outside
+    :data:`ACCEPTED_FORMATS`, e.g. EPS, DDS or ICO), ``"corrupt"`` (truncated
+    or damaged data: any exception from a decoder) or ``"too_large"`` (more
+    pixels than allowed: a decompression bomb).
     """
 
     def __init__(self, message: str, kind: str):
@@ -47,28 +66,35 @@ class ImageDecodeError(DigitsError):
 def load_image(path: str | os.PathLike[str]) -> Image.Image:
     """Read an image file as an upright greyscale ("L") picture on white paper.
 
-    Accepts anything Pillow decodes (PNG, JPEG, BMP, GIF, TIFF, WebP, ...) in
-    any mode.  Animated files give their first frame.  The EXIF orientation is
+    Accepts PNG, JPEG, BMP, GIF, TIFF, WebP and PBM/PGM/PPM files (decided
+    by decoding, never by the file name) in any mode; other formats are
+    refused as unsupported.  Animated files give their first frame.  The EXIF orientation is
     applied because phones store photos sideways and say so only in that tag.
     Transparent pixels become white paper, because drawing apps export
     strokes on a transparent background, which must not read as black ink.
 
     Raises :class:`ImageDecodeError` (a DigitsError), with one line naming the
-    path, for a missing or unreadable path, a directory, an empty file, a file
-    that is not an image, a truncated or corrupt image, and one whose pixel
+    path, for a missing or unreadable path, a directory or other file that is
+    not a regular file (a FIFO would block), an empty file, a file that is not
+    an image or is one in an unsupported format, a truncated or corrupt
+    image, and one whose pixel
     count exceeds Pillow's ``Image.MAX_IMAGE_PIXELS`` (a decompression bomb: a
     small file that would fill the memory when decoded).
     """
     p = Path(path)
     try:
-        if p.is_dir():
-            raise ImageDecodeError(f"{p}: is a directory, not an image file", "unreadable")
-        size = p.stat().st_size
+        info = p.stat()
     except FileNotFoundError:
         raise ImageDecodeError(f"{p}: no such file", "unreadable") from None
     except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the name
         raise ImageDecodeError(f"{p}: cannot read: {getattr(exc, 'strerror', None) or exc}", "unreadable") from None
-    if size == 0:
+    if stat.S_ISDIR(info.st_mode):
+        raise ImageDecodeError(f"{p}: is a directory, not an image file", "unreadable")
+    if not stat.S_ISREG(info.st_mode):
+        # Reading a FIFO or a device would wait for a writer or never end.
+        what = "a named pipe (FIFO)" if stat.S_ISFIFO(info.st_mode) else "not a regular file"
+        raise ImageDecodeError(f"{p}: is {what}, not an image file", "unreadable")
+    if info.st_size == 0:
         raise ImageDecodeError(f"{p}: is empty (0 bytes), not an image", "empty")
     return _decode(p, str(p))
 
@@ -89,7 +115,12 @@ def decode_image(data: bytes, name: str = "upload", *, max_pixels: int | None = 
 
 
 def _decode(source: Path | io.BytesIO, name: str, max_pixels: int | None = None) -> Image.Image:
-    """Open, check and fully decode `source`; the shared body of load_image and decode_image."""
+    """Open, check and fully decode `source`; the shared body of load_image and decode_image.
+
+    Only :data:`OPEN_FORMATS`' decoders are tried, and any exception one of
+    them raises is a corrupt image: Pillow's decoders report damaged data
+    with whatever exception the damage happens to cause.
+    """
     limit = Image.MAX_IMAGE_PIXELS
     if max_pixels is not None:
         limit = max_pixels if limit is None else min(limit, max_pixels)
@@ -98,28 +129,77 @@ def _decode(source: Path | io.BytesIO, name: str, max_pixels: int | None = None)
             # Pillow only *warns* between MAX_IMAGE_PIXELS and twice that;
             # both must be refused, so the warning is turned into an error.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(source) as img:
+            # Damaged files also make Pillow warn ("Truncated File Read", "Corrupt
+            # EXIF data"); the outcome is an image or one error line, not a warning.
+            warnings.simplefilter("ignore", UserWarning)
+            with Image.open(source, formats=_open_formats()) as img:
+                if img.format not in ACCEPTED_FORMATS:
+                    raise _unsupported(name, img.format)
                 # The filter above is process-wide state that another thread
                 # may be changing; this check is not.
                 if limit is not None and img.width * img.height > limit:
                     raise Image.DecompressionBombError(f"{img.width}x{img.height} pixels")
                 img.seek(0)
                 img.load()  # decode every byte now: truncation shows up here
-                upright = ImageOps.exif_transpose(img)
-                return to_grey(upright)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+                upright = ImageOps.exif_transpose(img)  # a loaded copy, usable after the file closes
+    except ImageDecodeError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning, MemoryError):
         raise ImageDecodeError(
             f"{name}: image is too large to decode safely (over {limit} pixels)", "too_large"
         ) from None
     except UnidentifiedImageError:
-        raise ImageDecodeError(f"{name}: not an image file Pillow can read", "not_image") from None
-    except PermissionError:
-        raise ImageDecodeError(f"{name}: cannot read: permission denied", "unreadable") from None
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError) as exc:
-        # Pillow's decoders report damaged data with any of these.
-        raise ImageDecodeError(
-            f"{name}: truncated or corrupt image ({type(exc).__name__}: {exc})", "corrupt"
-        ) from None
+        raise _unidentified(source, name) from None
+    except OSError as exc:
+        if exc.errno is not None:  # the file system's error, not a decoder's
+            raise ImageDecodeError(f"{name}: cannot read: {exc.strerror or exc}", "unreadable") from None
+        raise _corrupt(name, exc) from None
+    except Exception as exc:
+        raise _corrupt(name, exc) from None
+    return to_grey(upright)
+
+
+def _open_formats() -> list[str]:
+    """:data:`OPEN_FORMATS` that this Pillow build registers (WebP is optional)."""
+    Image.init()
+    return [f for f in OPEN_FORMATS if f in Image.OPEN]
+
+
+def _corrupt(name: str, exc: BaseException) -> ImageDecodeError:
+    return ImageDecodeError(f"{name}: truncated or corrupt image ({type(exc).__name__}: {exc})", "corrupt")
+
+
+def _unsupported(name: str, fmt: str | None) -> ImageDecodeError:
+    return ImageDecodeError(
+        f"{name}: unsupported image format (it looks like {fmt}); use {_FORMAT_NAMES}", "unsupported")
+
+
+def _unidentified(source: Path | io.BytesIO, name: str) -> ImageDecodeError:
+    """Why no accepted decoder took `source`: a refused format, a damaged header, or no image at all.
+
+    Only the formats' signature checks (Pillow's ``accept`` functions, which
+    look at the first 16 bytes) run here; no other decoder is opened.
+    """
+    try:
+        if isinstance(source, io.BytesIO):
+            prefix = source.getvalue()[:16]
+        else:
+            with open(source, "rb") as f:
+                prefix = f.read(16)
+    except OSError as exc:
+        return ImageDecodeError(f"{name}: cannot read: {exc.strerror or exc}", "unreadable")
+    Image.init()
+    for fmt in Image.ID:
+        accept = Image.OPEN[fmt][1]
+        try:
+            if accept is None or accept(prefix) is not True:
+                continue
+        except Exception:  # a signature check tripping over odd bytes: not that format
+            continue
+        if fmt in ACCEPTED_FORMATS:
+            return ImageDecodeError(f"{name}: truncated or corrupt image (a damaged {fmt} header)", "corrupt")
+        return _unsupported(name, fmt)
+    return ImageDecodeError(f"{name}: not an image file Pillow can read", "not_image")
 
 
 def to_grey(img: Image.Image) -> Image.Image:
@@ -127,8 +207,10 @@ def to_grey(img: Image.Image) -> Image.Image:
     mode = img.mode
     if mode in ("I", "I;16", "I;16L", "I;16B", "I;16N", "F"):
         # High bit depths: Pillow's own convert("L") clips at 255 instead of
-        # scaling, which turns a 16-bit photo white.
-        a = np.asarray(img, dtype=np.float64)
+        # scaling, which turns a 16-bit photo white.  float32 holds 16-bit
+        # levels exactly at half float64's memory; NaN and infinities (a
+        # damaged float TIFF) count as black.
+        a = np.nan_to_num(np.asarray(img, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
         top = float(a.max()) if a.size else 0.0
         if mode.startswith("I;16"):
             scale = 65535.0
