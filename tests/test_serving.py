@@ -243,13 +243,29 @@ def test_read_answers_exactly_what_read_number_answers(client, predictor, mnist,
     assert slots == sorted(slots) and set(slots) == set(range(len(picks)))
     assert body["number"] == "".join("?" if d["label"] is None else str(d["label"]) for d in body["digits"])
     assert body["complete"] == ("?" not in body["number"])
+    (row,) = body["rows"]
+    assert row["number"] == body["number"] and row["digits"] == body["digits"]
+
+
+def test_read_several_rows(client, predictor, mnist):
+    """Two lines of digits: one row each, top to bottom, the number's lines joined by a newline."""
+    images, _ = mnist
+    top, bottom = (np.asarray(Image.open(io.BytesIO(number_png(list(images[i: i + 3]))))) for i in (0, 3))
+    buf = io.BytesIO()
+    Image.fromarray(np.vstack([top, bottom])).save(buf, "PNG")
+    expected = {**read_number(predictor, Image.open(io.BytesIO(buf.getvalue())), threshold=TINY_THRESHOLD),
+                "model": "mlp"}
+    body = client.post("/v1/read", files={"file": ("rows.png", buf.getvalue())}).json()
+    assert body == expected
+    assert len(body["rows"]) == 2 and body["rows"][0]["box"][3] <= body["rows"][1]["box"][1]
+    assert body["number"] == "\n".join(row["number"] for row in body["rows"])
 
 
 def test_read_blank_and_unsure(client, predictor, mnist):
     blank = io.BytesIO()
     Image.new("L", (200, 100), 255).save(blank, "PNG")
     body = client.post("/v1/read", files={"file": ("blank.png", blank.getvalue())}).json()
-    assert body["number"] is None and body["complete"] is False and body["digits"] == []
+    assert body["number"] is None and body["complete"] is False and body["digits"] == body["rows"] == []
     assert body["reason"] and body["model"] == "mlp"
     images, _ = mnist
     with TestClient(create_app(predictor, threshold=1.0)) as c:  # every digit is unsure

@@ -74,7 +74,7 @@ class ReadResponse(BaseModel):
     number: str | None = Field(description="the rows' numbers, top to bottom, joined by a newline; "
                                            "`?` for an unsure digit; null when no digit was found")
     complete: bool = Field(description="false when a digit was unsure or none was found")
-    rows: list[ReadRow] | None = Field(None, description="the lines of digits, top to bottom")
+    rows: list[ReadRow] = Field(description="the lines of digits, top to bottom")
     digits: list[ReadDigit] = Field(description="every digit, row after row, each left to right")
     reason: str | None = Field(None, description="why no number was read; absent otherwise")
     model: str = Field(description="the id of the model that answered")

@@ -281,7 +281,7 @@
     }
     numberEl.textContent = answer.number; // rows are joined by newlines, shown as lines
     numberNote.textContent = answer.complete ? "every digit read" : "? marks a digit the model is unsure of";
-    for (const row of answer.rows || [{ digits: answer.digits }]) {
+    for (const row of answer.rows) { // one line of digits per row, top to bottom
       const line = document.createElement("ol");
       line.className = "digit-row";
       for (const d of row.digits) {
