@@ -257,7 +257,7 @@ class Prediction:
         return [(d, self.probabilities[d]) for d in order[:k]]
 
 
-def recognize(predictor: Predictor, pictures, *, threshold: float | None = None) -> list[Prediction]:
+def recognize(predictor: ImagePredictor, pictures, *, threshold: float | None = None) -> list[Prediction]:
     """Normalize each picture the way MNIST was made, classify them in one batch, abstain when unsure.
 
     `pictures` are Pillow images or arrays (a 28×28 MNIST-style array passes
@@ -472,7 +472,7 @@ def image_paths(paths: Iterable[str | os.PathLike]) -> Iterator[tuple[Path, Digi
 
 
 def recognize_files(
-    predictor: Predictor,
+    predictor: ImagePredictor,
     paths: Iterable[str | os.PathLike],
     *,
     threshold: float | None = None,
