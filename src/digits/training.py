@@ -9,8 +9,12 @@ keeps Keras's ``fit`` but runs many batch-32 steps per compiled call on JAX.
 
 from __future__ import annotations
 
+import functools
+import json
+import math
 import os
 import platform
+import typing
 import random
 import tempfile
 import time
@@ -88,13 +92,63 @@ class TrainConfig:
         return cfg
 
 
+def check_types(values: typing.Mapping, where: str = "") -> None:
+    """Each value of `values` has its TrainConfig field's type, or one DigitsError naming the key.
+
+    The field annotations are the schema, checked strictly by pydantic: a
+    config file is JSON written by hand, so "32" is not 32, 1.0 is not an
+    epoch count, "no" is not false and Infinity is not a learning rate.  The
+    flags arrive typed by argparse; :func:`_check` then applies the same
+    ranges to both.  `where` prefixes the message (a file's path).
+    """
+    from pydantic import ValidationError
+
+    adapters = _field_adapters()
+    for key, value in values.items():
+        if key not in adapters:
+            continue
+        try:
+            adapters[key].validate_python(value)
+        except ValidationError as e:
+            kind = e.errors()[0]["type"]
+            what = _TYPE_WORDS.get(kind, e.errors()[0]["msg"].lower())
+            raise DigitsError(f"{where}{key} must be {what}, got {_as_json(value)}") from None
+
+
+_TYPE_WORDS = {"int_type": "a whole number", "float_type": "a number", "finite_number": "a finite number",
+               "string_type": "a string", "bool_type": "true or false", "dict_type": "a JSON object"}
+
+
+@functools.cache
+def _field_adapters() -> dict:
+    """A strict pydantic validator for each TrainConfig field, from its annotation."""
+    from pydantic import ConfigDict, TypeAdapter
+
+    strict = ConfigDict(strict=True, allow_inf_nan=False)
+    return {name: TypeAdapter(hint, config=strict) for name, hint in typing.get_type_hints(TrainConfig).items()}
+
+
+def _as_json(value) -> str:
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
 def _check(cfg: TrainConfig) -> None:
+    """The ranges and names every config must keep, whether from flags, a file or a Python call."""
+    from digits.backend import BACKENDS
+    from digits.datasets.sources import get_spec
+
+    check_types(asdict(cfg))
     if cfg.epochs < 1:
         raise DigitsError(f"epochs must be at least 1, got {cfg.epochs}")
     if cfg.batch_size < 1:
         raise DigitsError(f"batch size must be at least 1, got {cfg.batch_size}")
-    if not cfg.learning_rate > 0:
-        raise DigitsError(f"learning rate must be positive, got {cfg.learning_rate}")
+    if not (cfg.learning_rate > 0 and math.isfinite(cfg.learning_rate)):
+        raise DigitsError(f"learning rate must be positive and finite, got {cfg.learning_rate}")
+    if not 0 <= cfg.seed < 2**32:
+        raise DigitsError(f"seed must be a whole number from 0 to {2**32 - 1}, got {cfg.seed}")
     if not 0 <= cfg.validation_split < 1:
         raise DigitsError(f"validation split must be in [0, 1), got {cfg.validation_split}")
     if cfg.lr_schedule not in SCHEDULES:
@@ -107,9 +161,13 @@ def _check(cfg: TrainConfig) -> None:
         raise DigitsError(f"limit must be at least 10 images, got {cfg.limit}")
     if (cfg.early_stopping or cfg.checkpoint_best) and cfg.validation_split == 0:
         raise DigitsError("early stopping and --checkpoint-best need a validation split above 0")
-    if not isinstance(cfg.extra, dict):
-        raise DigitsError(f"extra must be a JSON object, got {cfg.extra!r}")
-    get_model_spec(cfg.model).architecture(cfg.extra.get("architecture"))
+    if cfg.backend not in BACKENDS:
+        raise DigitsError(f"unknown backend {cfg.backend!r}; choose one of {', '.join(BACKENDS)}")
+    get_spec(cfg.dataset)
+    architecture = cfg.extra.get("architecture")
+    if architecture is not None and not isinstance(architecture, dict):
+        raise DigitsError(f"extra.architecture must be a JSON object, got {_as_json(architecture)}")
+    get_model_spec(cfg.model).architecture(architecture)
 
 
 def train(
@@ -310,10 +368,17 @@ def _versions() -> dict[str, str]:
 
 
 def load_config_file(path: str | os.PathLike) -> TrainConfig:
-    """A ``config.json`` from a run (or one written by hand) as a TrainConfig."""
+    """A ``config.json`` from a run (or one written by hand) as a TrainConfig.
+
+    Unknown keys and values of the wrong type are refused here, with the
+    file's path and the key (:func:`check_types`); the ranges are checked
+    when the config is resolved, as for flags.
+    """
     doc = read_json_object(path, "config")
     known = TrainConfig.__dataclass_fields__
     unknown = sorted(set(doc) - set(known) - {"dataset_source", "class_names", "versions", "devices"})
     if unknown:
         raise DigitsError(f"{path}: unknown config keys {', '.join(unknown)}")
-    return TrainConfig(**{k: v for k, v in doc.items() if k in known})
+    values = {k: v for k, v in doc.items() if k in known}
+    check_types(values, f"{path}: ")
+    return TrainConfig(**values)

@@ -395,10 +395,16 @@ def tune(
         raise DigitsError(f"tuning needs a validation split in (0, 1), got {validation_split}")
     if heartbeat < 1:
         raise DigitsError(f"heartbeat must be at least 1 second, got {heartbeat}")
+    capped = max_epochs is not None
     max_epochs = max_epochs or spec.epochs
     if max_epochs < 1:
         raise DigitsError(f"max epochs must be at least 1, got {max_epochs}")
     search = parse_space(dict(space or {}), model, max_epochs)
+    if capped and "epochs" in (space or {}) and max(search["epochs"].values()) > max_epochs:
+        # The space's epochs entry replaces the 1..max_epochs range; silently going past
+        # the cap the user also asked for would make trials longer than promised.
+        raise DigitsError(f"search space: epochs reaches {max(search['epochs'].values())}, above max epochs "
+                          f"{max_epochs}; lower one of them")
     study_name = study or model
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", study_name):
         raise DigitsError(f"study name {study_name!r}: use letters, digits, '.', '_' and '-'")

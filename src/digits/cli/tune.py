@@ -29,7 +29,8 @@ def add_parser(subparsers) -> None:
                    help="JSON search space replacing the defaults per setting, e.g. "
                         '{"batch_size": [64, 128], "dropout": {"low": 0, "high": 0.5}, "augment": 0}')
     p.add_argument("--max-epochs", type=positive_int, metavar="E",
-                   help="epochs are searched in 1..E (default: the model's recipe)")
+                   help="epochs are searched in 1..E (default: the model's recipe); an epochs entry "
+                        "in --space replaces that range and must stay within E")
     p.add_argument("--limit", type=positive_int, metavar="N", help="tune on the first N training images")
     p.add_argument("--validation-split", type=fraction, default=default("validation_split"), metavar="F",
                    help="fraction of the training images scored in every trial (default: %(default)s)")

@@ -1,0 +1,79 @@
+"""Careless and hostile input that once gave a traceback or a wrong answer: now one line each.
+
+Grouped by what was fed: config and search-space files, storage URLs, models
+of the wrong shape or size, damaged dataset files and odd paths.  Each test
+feeds the bad input and checks the one-line answer (exit status 2 on the CLI).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from digits.errors import DigitsError
+from digits.training import TrainConfig, load_config_file
+from helpers import exit_code
+
+
+def _one_error_line(capsys, command: str) -> str:
+    """The single stderr line of a failed `digits COMMAND`, without its prefix."""
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    prefix = f"digits {command}: error: "
+    assert lines[0].startswith(prefix), lines[0]
+    return lines[0][len(prefix):]
+
+
+# --- --config files are checked with the flags' rules --------------------------------------------
+
+BAD_CONFIGS = [
+    ('{"batch_size": "32"}', 'CONFIG: batch_size must be a whole number, got "32"'),
+    ('{"learning_rate": "0.1"}', 'CONFIG: learning_rate must be a number, got "0.1"'),
+    ('{"epochs": 1.0}', "CONFIG: epochs must be a whole number, got 1.0"),
+    ('{"limit": 10.5}', "CONFIG: limit must be a whole number, got 10.5"),
+    ('{"seed": "abc"}', 'CONFIG: seed must be a whole number, got "abc"'),
+    ('{"dataset": 5}', "CONFIG: dataset must be a string, got 5"),
+    ('{"learning_rate": Infinity}', "CONFIG: learning_rate must be a finite number, got Infinity"),
+    ('{"distribute": "no"}', 'CONFIG: distribute must be true or false, got "no"'),
+    ('{"extra": []}', "CONFIG: extra must be a JSON object, got []"),
+    ('{"model": "resnet"}', "unknown model 'resnet'; choose one of"),
+    ('{"dataset": "imagenet"}', "unknown dataset 'imagenet'; choose one of"),
+    ('{"extra": {"architecture": "big"}}', 'extra.architecture must be a JSON object, got "big"'),
+    ('{"extra": {"architecture": {"width": 2.5}}}', "architecture setting width of 'mlp' must be a whole number"),
+    ('{"seed": -1}', "seed must be a whole number from 0 to 4294967295, got -1"),
+    ('{"backend": "mxnet"}', "unknown backend 'mxnet'; choose one of jax, tensorflow, torch"),
+]
+
+
+@pytest.mark.parametrize("doc, message", BAD_CONFIGS, ids=[doc for doc, _ in BAD_CONFIGS])
+def test_a_bad_config_file_is_one_line_naming_the_key(doc, message, tmp_path, capsys):
+    config = tmp_path / "config.json"
+    config.write_text(doc)
+    out = tmp_path / "run"
+    assert exit_code(["train", "--config", str(config), "--limit", "1000", "--out", str(out)]) == 2
+    assert _one_error_line(capsys, "train").startswith(message.replace("CONFIG", str(config)))
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["config.json"]
+
+
+def test_a_run_config_loads_and_a_python_caller_gets_the_same_checks(tmp_path):
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"model": "mlp", "epochs": 2, "learning_rate": 1, "distribute": False,
+                                  "versions": {"keras": "3"}}))
+    assert load_config_file(config) == TrainConfig(model="mlp", epochs=2, learning_rate=1)
+    with pytest.raises(DigitsError, match='^batch_size must be a whole number, got "32"$'):
+        TrainConfig(batch_size="32").resolved()
+    with pytest.raises(DigitsError, match="^learning_rate must be a finite number, got Infinity$"):
+        TrainConfig(learning_rate=float("inf")).resolved()
+
+
+def test_a_space_file_may_not_reach_past_max_epochs(tmp_path, capsys):
+    space = tmp_path / "space.json"
+    space.write_text('{"epochs": {"low": 1, "high": 9}}')
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    argv = ["tune", "--model", "mlp", "--trials", "2", "--storage", storage, "--space", str(space)]
+    assert exit_code([*argv, "--max-epochs", "3"]) == 2
+    assert _one_error_line(capsys, "tune") == "search space: epochs reaches 9, above max epochs 3; lower one of them"
+    assert not (tmp_path / "s.db").exists()  # refused before the study is opened
