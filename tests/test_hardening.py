@@ -77,3 +77,41 @@ def test_a_space_file_may_not_reach_past_max_epochs(tmp_path, capsys):
     assert exit_code([*argv, "--max-epochs", "3"]) == 2
     assert _one_error_line(capsys, "tune") == "search space: epochs reaches 9, above max epochs 3; lower one of them"
     assert not (tmp_path / "s.db").exists()  # refused before the study is opened
+
+
+# --- storage URLs: the password never printed, the right driver named ----------------------------
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("postgresql://tuner:s3cret@db.example/studies", "postgresql://tuner:***@db.example/studies"),
+    ("postgresql://:s3cret@db.example/studies", "postgresql://:***@db.example/studies"),
+    ("postgresql://tuner:p@ss/w:rd@db.example:5432/s", "postgresql://tuner:***@db.example:5432/s"),
+    ("postgresql://tuner@db.example/studies", "postgresql://tuner@db.example/studies"),
+    ("sqlite:///studies/s.db", "sqlite:///studies/s.db"),
+    ('(psycopg) cannot connect to "postgresql://u:pw@h/d" (timeout)', '(psycopg) cannot connect to "postgresql://u:***@h/d" (timeout)'),
+])
+def test_redact_hides_every_password(url, shown):
+    from digits.tuning import redact
+
+    assert redact(url) == shown
+
+
+@pytest.mark.parametrize("url, message", [
+    ("postgresql://:s3cret@127.0.0.1:9/db", "cannot open study storage postgresql://:***@127.0.0.1:9/db: "),
+    ("postgresql://tuner:p@ss@127.0.0.1:9/db",
+     "storage postgresql://tuner:***@127.0.0.1:9/db: write an '@' in the user name or password as %40"),
+])
+def test_the_cli_never_prints_a_storage_password(url, message, capsys):
+    assert exit_code(["tune", "--model", "mlp", "--trials", "1", "--storage", url]) == 2
+    line = _one_error_line(capsys, "tune")
+    assert line.startswith(message) and "s3cret" not in line and "ss@" not in line
+
+
+def test_a_mysql_url_is_told_its_own_driver(capsys):
+    import importlib.util
+
+    if importlib.util.find_spec("MySQLdb") is not None:
+        pytest.skip("MySQLdb is installed here, so no driver is missing")
+    assert exit_code(["tune", "--model", "mlp", "--trials", "1", "--storage", "mysql://u:pw@127.0.0.1:9/db"]) == 2
+    assert _one_error_line(capsys, "tune") == (
+        "storage mysql://u:***@127.0.0.1:9/db: its database driver MySQLdb is not installed (pip install 'mysqlclient')")

@@ -261,9 +261,20 @@ def default_storage(study: str) -> str:
     return f"sqlite:///{STUDIES_DIR / (study + '.db')}"
 
 
-def redact(url: str) -> str:
-    """`url` with its password hidden, for messages."""
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+def redact(text: str) -> str:
+    """`text` (a storage URL, or an error message quoting one) with every URL's password hidden.
+
+    The password runs from the user's ``:`` to the *last* ``@`` before the
+    host, so ``user:p@ss@host`` hides all of ``p@ss`` (SQLAlchemy's own
+    ``make_url`` would read the host as ``ss@host`` and print ``ss``), and an
+    empty user (``://:secret@host``) hides it too.
+    """
+    return re.sub(r"(://[^\s/?#@:]*):\S*@", r"\1:***@", text)
+
+
+DRIVER_PACKAGES = {"psycopg": "psycopg[binary]", "psycopg2": "psycopg2-binary", "MySQLdb": "mysqlclient",
+                   "pymysql": "pymysql", "mysql": "mysql-connector-python", "pg8000": "pg8000"}
+"""pip's name for a database driver SQLAlchemy imports by another (``mysql://`` imports MySQLdb)."""
 
 
 def open_storage(url: str, *, heartbeat: int = DEFAULT_HEARTBEAT):
@@ -275,6 +286,9 @@ def open_storage(url: str, *, heartbeat: int = DEFAULT_HEARTBEAT):
         raise DigitsError(f"storage {url!r} is not a database URL; use sqlite:///FILE.db or "
                           "postgresql://USER:PASSWORD@HOST/DB")
     scheme = url.split("://", 1)[0].split("+", 1)[0].lower()
+    if url.split("?", 1)[0].count("@") > 1:
+        # SQLAlchemy ends the password at the first "@": it would read the rest of it as the host.
+        raise DigitsError(f"storage {redact(url)}: write an '@' in the user name or password as %40")
     if scheme == "sqlite":
         path = url.split("://", 1)[1].lstrip("/") if url.startswith("sqlite:///") else ""
         if url.startswith("sqlite:////"):
@@ -308,11 +322,20 @@ def open_storage(url: str, *, heartbeat: int = DEFAULT_HEARTBEAT):
                 if attempt == 5:
                     raise
                 time.sleep(0.3 + random.random())
-    except ImportError:
-        raise DigitsError(f"storage {redact(url)}: its database driver is not installed "
-                          "(for PostgreSQL: pip install 'psycopg[binary]')") from None
+    except ImportError as e:  # SQLAlchemy imports the URL's driver (mysql://: MySQLdb) only now
+        raise DigitsError(f"storage {redact(url)}: {_missing_driver(e)}") from None
     except Exception as e:  # SQLAlchemy: bad URL, unreachable server, wrong password, no such database
         raise DigitsError(f"cannot open study storage {redact(url)}: {_first_line(e)}") from None
+
+
+def _missing_driver(error: ImportError) -> str:
+    """Which driver is missing and how to install it (Optuna wraps SQLAlchemy's ImportError)."""
+    while error is not None and not getattr(error, "name", None):
+        error = error.__cause__ or error.__context__
+    if error is None:
+        return "its database driver is not installed"
+    driver = error.name.split(".")[0]
+    return f"its database driver {driver} is not installed (pip install '{DRIVER_PACKAGES.get(driver, driver)}')"
 
 
 def _postgres_driver(url: str) -> str:
