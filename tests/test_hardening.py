@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from digits.errors import DigitsError
@@ -115,3 +116,78 @@ def test_a_mysql_url_is_told_its_own_driver(capsys):
     assert exit_code(["tune", "--model", "mlp", "--trials", "1", "--storage", "mysql://u:pw@127.0.0.1:9/db"]) == 2
     assert _one_error_line(capsys, "tune") == (
         "storage mysql://u:***@127.0.0.1:9/db: its database driver MySQLdb is not installed (pip install 'mysqlclient')")
+
+
+# --- models: the wrong shape, a damaged or a zip-bomb model.keras --------------------------------
+
+
+@pytest.fixture
+def run_copy(tiny_mlp_run, tmp_path) -> Path:
+    """A copy of the shared tiny run, whose model.keras a test may replace."""
+    import shutil
+
+    return Path(shutil.copytree(tiny_mlp_run.path, tmp_path / "run"))
+
+
+@pytest.fixture
+def digit_png(tmp_path) -> Path:
+    from PIL import Image, ImageDraw
+
+    path = tmp_path / "seven.png"
+    img = Image.new("L", (60, 60), 255)
+    ImageDraw.Draw(img).line([(15, 12), (45, 12), (28, 50)], fill=0, width=5)
+    img.save(path)
+    return path
+
+
+def _predict_error(run: Path, image: Path, capsys) -> str:
+    assert exit_code(["predict", "--model", str(run), str(image)]) == 2
+    return _one_error_line(capsys, "predict")
+
+
+def _keras_model(input_shape: tuple, outputs: int):
+    import keras
+
+    return keras.Sequential([keras.Input(input_shape), keras.layers.Flatten(),
+                             keras.layers.Dense(outputs, activation="softmax")])
+
+
+@pytest.mark.parametrize("input_shape, outputs, shape_text", [
+    ((32, 32), 10, "the model's input has shape (N, 32, 32)"),
+    ((28, 28), 3, "the model's output has shape (N, 3)"),
+])
+def test_a_model_of_the_wrong_shape_is_refused_when_loaded(input_shape, outputs, shape_text, run_copy, digit_png,
+                                                           capsys):
+    from digits.inference import Predictor
+
+    _keras_model(input_shape, outputs).save(run_copy / "model.keras")
+    expected = f"{run_copy}: {shape_text}; a Digits model takes (N, 28, 28) images and gives (N, 10) probabilities"
+    assert _predict_error(run_copy, digit_png, capsys) == expected
+    with pytest.raises(DigitsError) as caught:
+        Predictor.from_run(run_copy)
+    assert str(caught.value) == expected
+
+
+def _onnx_model(path: Path, outputs: int) -> Path:
+    """A tiny ONNX model: (N, 28, 28) flattened times a 784 x `outputs` matrix."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Flatten", ["image"], ["flat"], axis=1), helper.make_node("MatMul", ["flat", "w"], ["p"])],
+        "tiny", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 28, 28])],
+        [helper.make_tensor_value_info("p", TensorProto.FLOAT, ["N", outputs])],
+        [numpy_helper.from_array(np.zeros((784, outputs), np.float32), "w")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+    return path
+
+
+def test_an_onnx_model_with_other_outputs_is_refused(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from digits.export import OnnxPredictor
+
+    assert OnnxPredictor(_onnx_model(tmp_path / "ten.onnx", 10)).probabilities(np.zeros((2, 28, 28))).shape == (2, 10)
+    path = _onnx_model(tmp_path / "three.onnx", 3)
+    with pytest.raises(DigitsError) as caught:
+        OnnxPredictor(path)
+    assert str(caught.value) == f"{path}: expected an output of shape (N, 10), got [('N', 3)]"

@@ -180,10 +180,13 @@ class OnnxPredictor:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own exception types
             raise DigitsError(f"{path}: cannot load the ONNX model ({_first_line(e)})") from None
-        inputs = self.session.get_inputs()
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1 or list(inputs[0].shape)[1:] != [28, 28]:
             raise DigitsError(f"{path}: expected one input of shape (N, 28, 28), "
                               f"got {[tuple(i.shape) for i in inputs]}")
+        if not outputs or list(outputs[0].shape)[1:] != [10]:  # (N, 10) probabilities, as from Keras
+            raise DigitsError(f"{path}: expected an output of shape (N, 10), "
+                              f"got {[tuple(o.shape) for o in outputs]}")
         self._input = inputs[0].name
         self.path = Path(path)
         self.name = name

@@ -31,6 +31,10 @@ from digits.errors import DigitsError
 MODEL_FILE = "model.keras"
 REQUIRED = (MODEL_FILE, "config.json", "metrics.json")
 
+MODEL_INPUT = (None, 28, 28)
+MODEL_OUTPUT = (None, 10)
+"""What every Digits model takes and gives: (N, 28, 28) images, (N, 10) probabilities."""
+
 
 def read_json_object(path: str | os.PathLike, what: str) -> dict:
     """A JSON file holding one object (a config, a search space), or one clear error naming it."""
@@ -151,16 +155,44 @@ class Run:
         return history
 
     def load_model(self):
-        """The Keras model (imports Keras; choose the backend first)."""
+        """The Keras model (imports Keras; choose the backend first), checked once loaded.
+
+        It must take :data:`MODEL_INPUT` and give :data:`MODEL_OUTPUT`,
+        because everything downstream (predict, serve, export, ensemble)
+        assumes it and would otherwise fail on every image instead of once here.
+        """
         import keras
 
         import digits.layers  # noqa: F401  (registers the custom layers a saved model may use)
 
         try:
-            return keras.saving.load_model(self.model_path, compile=False)
+            model = keras.saving.load_model(self.model_path, compile=False)
         except Exception as e:  # Keras raises many types for a broken archive
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise DigitsError(f"{self.model_path}: cannot load the model ({first})") from None
+        self._check_shapes(model)
+        return model
+
+    def _check_shapes(self, model) -> None:
+        try:
+            shapes = {"input": model.input_shape, "output": model.output_shape}
+        except (AttributeError, ValueError):  # a subclassed model saved unbuilt has neither
+            raise DigitsError(f"{self.path}: the model has no fixed input and output shape; "
+                              "a Digits model takes (N, 28, 28) images and gives (N, 10)") from None
+        for what, want in (("input", MODEL_INPUT), ("output", MODEL_OUTPUT)):
+            got = shapes[what]
+            if not isinstance(got, tuple) or tuple(got) != want:
+                raise DigitsError(f"{self.path}: the model's {what} has shape {_shape(got)}; "
+                                  "a Digits model takes (N, 28, 28) images and gives (N, 10) probabilities")
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r})"
+
+
+def _shape(shape) -> str:
+    """A Keras shape as people write it: (N, 28, 28), several as a list."""
+    if isinstance(shape, list):
+        return "[" + ", ".join(_shape(s) for s in shape) + "]"
+    if isinstance(shape, tuple):
+        return "(" + ", ".join("N" if d is None else str(d) for d in shape) + ")"
+    return str(shape)
