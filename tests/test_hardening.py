@@ -8,6 +8,8 @@ feeds the bad input and checks the one-line answer (exit status 2 on the CLI).
 from __future__ import annotations
 
 import json
+import struct
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -191,3 +193,40 @@ def test_an_onnx_model_with_other_outputs_is_refused(tmp_path):
     with pytest.raises(DigitsError) as caught:
         OnnxPredictor(path)
     assert str(caught.value) == f"{path}: expected an output of shape (N, 10), got [('N', 3)]"
+
+
+def _zip_declaring(path: Path, size: int) -> None:
+    """Rewrite the one-member zip at `path` so that its member claims `size` bytes unpacked (a zip bomb's header)."""
+    data = bytearray(path.read_bytes())
+    local, central = data.find(b"PK\x03\x04"), data.find(b"PK\x01\x02")
+    struct.pack_into("<I", data, local + 22, size)
+    struct.pack_into("<I", data, central + 24, size)
+    path.write_bytes(bytes(data))
+
+
+def test_a_zip_bomb_model_is_refused_before_loading(run_copy, digit_png, capsys):
+    model = run_copy / "model.keras"
+    with zipfile.ZipFile(model, "w") as archive:
+        archive.writestr("model.weights.h5", b"\0" * 1000)
+    _zip_declaring(model, 2**31)
+    assert _predict_error(run_copy, digit_png, capsys) == (
+        f"{model}: the model archive unpacks to 2,147,483,648 bytes, over the 1,073,741,824 a Digits model may "
+        "take; refusing to load it")
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("truncated", "corrupt or truncated model archive (File is not a zip file)"),
+    ("flipped byte", "corrupt model archive (model.weights.h5 is damaged)"),
+    ("text", "corrupt or truncated model archive (File is not a zip file)"),
+])
+def test_a_damaged_model_says_it_is_corrupt(damage, message, run_copy, digit_png, capsys):
+    model = run_copy / "model.keras"
+    data = bytearray(model.read_bytes())
+    if damage == "truncated":
+        data = data[: len(data) // 2]
+    elif damage == "flipped byte":
+        data[len(data) // 2] ^= 0xFF  # inside the weights, which Keras stores uncompressed
+    else:
+        data = bytearray(b"not a model\n")
+    model.write_bytes(bytes(data))
+    assert _predict_error(run_copy, digit_png, capsys) == f"{model}: {message}"

@@ -22,6 +22,7 @@ import csv
 import json
 import os
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,11 @@ from digits.errors import DigitsError
 
 MODEL_FILE = "model.keras"
 REQUIRED = (MODEL_FILE, "config.json", "metrics.json")
+
+MAX_MODEL_BYTES = 1 << 30
+"""The most a ``model.keras`` may unpack to (its members' declared sizes together), checked
+before Keras reads it: the largest model the registry can build (mlp2, 8 layers of 4096)
+is about 480 MB, and a small archive declaring gigabytes is a zip bomb."""
 
 MODEL_INPUT = (None, 28, 28)
 MODEL_OUTPUT = (None, 10)
@@ -155,9 +161,12 @@ class Run:
         return history
 
     def load_model(self):
-        """The Keras model (imports Keras; choose the backend first), checked once loaded.
+        """The Keras model (imports Keras; choose the backend first), checked before and after loading.
 
-        It must take :data:`MODEL_INPUT` and give :data:`MODEL_OUTPUT`,
+        Before: the archive is whole (every member's CRC) and unpacks to at
+        most :data:`MAX_MODEL_BYTES`, because Keras reports a damaged file as
+        "File not found" and would fill the memory with a zip bomb.  After:
+        the model takes :data:`MODEL_INPUT` and gives :data:`MODEL_OUTPUT`,
         because everything downstream (predict, serve, export, ensemble)
         assumes it and would otherwise fail on every image instead of once here.
         """
@@ -165,6 +174,7 @@ class Run:
 
         import digits.layers  # noqa: F401  (registers the custom layers a saved model may use)
 
+        self._check_archive()
         try:
             model = keras.saving.load_model(self.model_path, compile=False)
         except Exception as e:  # Keras raises many types for a broken archive
@@ -172,6 +182,26 @@ class Run:
             raise DigitsError(f"{self.model_path}: cannot load the model ({first})") from None
         self._check_shapes(model)
         return model
+
+    def _check_archive(self) -> None:
+        path = self.model_path
+        try:
+            with zipfile.ZipFile(path) as archive:
+                declared = sum(info.file_size for info in archive.infolist())
+                if declared > MAX_MODEL_BYTES:
+                    raise DigitsError(f"{path}: the model archive unpacks to {declared:,} bytes, over the "
+                                      f"{MAX_MODEL_BYTES:,} a Digits model may take; refusing to load it")
+                damaged = archive.testzip()
+        except DigitsError:
+            raise
+        except PermissionError:
+            raise DigitsError(f"{path}: cannot read: permission denied") from None
+        except zipfile.BadZipFile as e:
+            raise DigitsError(f"{path}: corrupt or truncated model archive ({e})") from None
+        except Exception as e:  # zlib, struct and EOF errors from damaged members
+            raise DigitsError(f"{path}: corrupt model archive ({type(e).__name__}: {e})") from None
+        if damaged is not None:
+            raise DigitsError(f"{path}: corrupt model archive ({damaged} is damaged)")
 
     def _check_shapes(self, model) -> None:
         try:
