@@ -1,6 +1,6 @@
 """Choosing the Keras backend, the one decision that must come before `import keras`.
 
-Measured on a 2-core CPU (see README, "Choosing the backend"): JAX trains the
+Measured on a 2-core CPU (BENCHMARKS.md, "Backends per 60k-image epoch"): JAX trains the
 small dense networks fastest and answers a single prediction in about a
 millisecond; TensorFlow (without XLA) runs convolutions several times faster
 than JAX on the CPU. So each model in the registry names the backend it

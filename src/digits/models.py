@@ -128,8 +128,8 @@ def _cnn(filters: int = 32, blocks: int = 2, dense: int = 128, dropout: float = 
          augment: float = 0.0):
     """Two VGG-style blocks (two 3×3 convolutions, then pooling), dropout, softmax.
 
-    Small enough to train in about a minute an epoch on two CPU cores, and
-    above 99.2% on the MNIST test set after a few epochs.  The defaults are
+    Small enough to train on two CPU cores in minutes, and above 99% on the
+    MNIST test set after a few epochs (measured: BENCHMARKS.md).  The defaults are
     that model; ``digits tune`` varies the first block's `filters` (doubled
     in each further block), the number of `blocks`, the `dense` width,
     `dropout` and `augment` (see :func:`_augmentation`).
@@ -204,8 +204,9 @@ def _fast():
     produces an output: 0.78 M multiply-adds per image against the Keras
     example convnet's 2.4 M, for 225,546 parameters.  Trained with a
     one-cycle rate (peak 0.01), batch 256 and mixed bfloat16 (where the
-    processor computes bfloat16 natively), three epochs reach 99.1–99.2%
-    on the test set in about 7 seconds on two CPU cores (BENCHMARKS.md).
+    processor computes bfloat16 natively), three epochs reach 99% on the
+    test set in seconds on two CPU cores (the measured times and accuracies
+    over three seeds: BENCHMARKS.md, section 2).
     The output layer computes in float32, so probabilities keep full precision.
     """
     import keras
