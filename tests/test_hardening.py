@@ -230,3 +230,37 @@ def test_a_damaged_model_says_it_is_corrupt(damage, message, run_copy, digit_png
         data = bytearray(b"not a model\n")
     model.write_bytes(bytes(data))
     assert _predict_error(run_copy, digit_png, capsys) == f"{model}: {message}"
+
+
+# --- the progress bar counts what it shows ---------------------------------------------------------
+
+
+def _progress_counts(monkeypatch, callbacks) -> list[tuple[int, int]]:
+    """Every (done, total) a 10-step epoch, run 4 steps per compiled call, gives the progress bar.
+
+    Recorded at Progbar.update rather than read from the screen, which skips
+    updates closer together than 0.05 s.
+    """
+    import keras
+
+    shown: list[tuple[int, int]] = []
+    update = keras.utils.Progbar.update
+
+    def record(self, current, values=None, finalize=None):
+        shown.append((current, self.target))
+        return update(self, current, values, finalize)
+
+    monkeypatch.setattr(keras.utils.Progbar, "update", record)
+    model = _keras_model((28, 28), 10)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", steps_per_execution=4)
+    model.fit(np.zeros((80, 28, 28), np.float32), np.zeros(80, np.int32), batch_size=8, epochs=1, verbose=1,
+              callbacks=callbacks)
+    return shown
+
+
+def test_the_progress_bar_never_counts_past_its_total(monkeypatch):
+    from digits.fastfit import StepProgress
+
+    assert max(_progress_counts(monkeypatch, [])) == (12, 10)  # Keras alone: the last call "ends" on step 12
+    counts = _progress_counts(monkeypatch, [StepProgress()])
+    assert counts == [(4, 10), (8, 10), (10, 10), (10, 10)], counts  # the last: the epoch's end

@@ -22,10 +22,11 @@ import keras
 STEPS_PER_CALL = 64
 
 
-def fit(model, *, optimizer, loss, x, y, batch_size, jit_compile=True, **fit_kwargs):
+def fit(model, *, optimizer, loss, x, y, batch_size, jit_compile=True, callbacks=(), **fit_kwargs):
     """Compile `model` and fit it; returns Keras's History.  `model` ends up trained."""
     backend = keras.backend.backend()
     metrics = ["accuracy"]
+    fit_kwargs["callbacks"] = [*(callbacks or ()), StepProgress()]
     if backend == "jax":
         trainer = MicroBatched(model, batch_size)
         trainer.compile(optimizer=optimizer, loss=loss, metrics=metrics)
@@ -87,6 +88,27 @@ class MicroBatched(keras.Model):
         if n % b:  # the epoch's last, smaller batch, exactly as fit(batch_size=b) would do
             logs, state = one_step(self, state, (x[full * b :], y[full * b :]))
         return logs, state
+
+
+class StepProgress(keras.callbacks.ProgbarLogger):
+    """Keras's progress bar, counting the steps actually done.
+
+    With several steps per compiled call (``steps_per_execution``) Keras
+    reports each call as ending on its last *possible* step, so an epoch of
+    223 steps run 64 at a time showed 256/223.  The count stops at the total.
+    """
+
+    def _clamped(self, batch: int) -> int:
+        return min(batch, self.target - 1) if self.target else batch
+
+    def on_train_batch_end(self, batch, logs=None):
+        super().on_train_batch_end(self._clamped(batch), logs)
+
+    def on_test_batch_end(self, batch, logs=None):
+        super().on_test_batch_end(self._clamped(batch), logs)
+
+    def on_predict_batch_end(self, batch, logs=None):
+        super().on_predict_batch_end(self._clamped(batch), logs)
 
 
 class BestCheckpoint(keras.callbacks.ModelCheckpoint):
