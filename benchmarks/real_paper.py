@@ -107,7 +107,9 @@ def _read_now(predictor, picture, single: bool) -> str | None:
         (p,) = recognize(predictor, [picture])
         return None if p.label is None else str(p.label)
     doc = read_number(predictor, picture)
-    return doc["number"] if doc["complete"] else None
+    if doc["number"] is not None and not doc["complete"]:
+        return "unsure"  # never right: not a number, and not "no digits" either
+    return doc["number"]
 
 
 def _read_today(old, predictor, picture, single: bool, threshold: float) -> str | None:
@@ -129,9 +131,11 @@ def _read_today(old, predictor, picture, single: bool, threshold: float) -> str 
         try:
             arrays.append(old.to_mnist(s.image))
         except old.NoDigitError:
-            return None
+            return "unsure"
     read = labels(arrays)
-    return None if not read or None in read else "".join(read)
+    if not read:
+        return None
+    return "unsure" if None in read else "".join(read)
 
 
 def _read_tesseract(picture, single: bool) -> str | None:
@@ -146,6 +150,46 @@ def _read_tesseract(picture, single: bool) -> str | None:
     return text or None
 
 
+def _phone_photos(old, predictor, n: int, seed: int) -> dict:
+    """Seconds per 12-megapixel JPEG (4000x3000, a digit on paper), decoded and normalized, today and now.
+
+    The photos are user-like renders enlarged to 4000x3000 with fresh sensor
+    noise and saved as JPEG, as a phone would; each method decodes the same
+    bytes and normalizes them, alternating, best of two.
+    """
+    import io
+
+    from PIL import Image
+
+    from digits.datasets import load_dataset
+    from digits.testing import render_like_user
+    from digits.vision import decode_image, to_mnist
+
+    x = load_dataset("mnist", progress=False).x_test
+    seconds = {"today": [], "now": []}
+    for i in range(n):
+        rng = np.random.default_rng([seed, 99, i])
+        small = render_like_user(x[i], rng).resize((4000, 3000), Image.Resampling.BICUBIC)
+        noisy = np.asarray(small, np.float32) + rng.normal(0, 3, (3000, 4000, 3)).astype(np.float32)
+        buf = io.BytesIO()
+        Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)).save(buf, format="JPEG", quality=90)
+        data = buf.getvalue()
+        for method, decode, normalize in (("today", old.decode_image, old.to_mnist), ("now", decode_image, to_mnist)):
+            if method == "today" and old is None:
+                continue
+            times = []
+            for _ in range(2):
+                started = time.perf_counter()
+                normalize(decode(data, "photo"))
+                times.append(time.perf_counter() - started)
+            seconds[method].append(min(times))
+    row = {m: float(np.mean(s)) for m, s in seconds.items() if s}
+    line = ", ".join(f"{m} {s * 1000:.0f} ms" for m, s in row.items())
+    ratio = f"; now / today = {row['now'] / row['today']:.2f}" if "today" in row else ""
+    print(f"12-megapixel photos ({n}, decode + normalize per file): {line}{ratio}")
+    return row
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=200, help="pictures per kind (default: 200)")
@@ -153,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", metavar="RUN_DIR", help="default: the bundled model")
     parser.add_argument("--no-tesseract", action="store_true", help="leave out the Tesseract column")
     parser.add_argument("--kinds", help="comma-separated subset of the kinds")
+    parser.add_argument("--photos", type=int, default=5, help="12-megapixel phone photos timed (default: 5)")
     parser.add_argument("--json", metavar="FILE", help="also write the numbers as JSON")
     args = parser.parse_args(argv)
 
@@ -219,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     for kind in kinds:
         if results[kind]["failures"]:
             print(f"{kind}: first failures (truth, read): {results[kind]['failures']}")
+    results["12 MP photos"] = _phone_photos(old, predictor, args.photos, args.seed)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return 0

@@ -300,7 +300,9 @@ def recognize(predictor: ImagePredictor, pictures, *, threshold: float | None = 
 SPLIT_WIDTH = 0.7
 """A group of ink wider than this many times its row's digit height may be several touching digits..."""
 WIDE = 1.1
-"""...and one wider than this many row heights is (no handwritten digit is that wide)."""
+"""...a group narrower than this may well be one wide digit (a 0, a 2)..."""
+SEVERAL = 1.5
+"""...and one wider than this cannot be: it is scored whole with the size prior of :func:`_size_prior`."""
 PIECE_WIDTH = (0.12, 1.3)
 """A piece of a split is this many row heights wide, at least and at most (a 1 is about 0.15)."""
 PIECE_HEIGHT = 0.6
@@ -332,6 +334,7 @@ def read_number(predictor: ImagePredictor, picture, *, threshold: float | None =
     digit: it is split only when the model is unsure of it whole and sure of
     every piece.
     """
+    from digits.vision import NO_INK
     from digits.vision.segment import split_rows
 
     threshold = _threshold(predictor, threshold)
@@ -340,7 +343,12 @@ def read_number(predictor: ImagePredictor, picture, *, threshold: float | None =
         height = float(np.median([s.box[3] - s.box[1] for s in row]))
         segments = [piece for segment in row for piece in _split(predictor, segment, height)]
         results = recognize(predictor, [_framed(s) for s in segments], threshold=threshold)
-        digits = [{**r.to_dict(), "box": list(s.box)} for s, r in zip(segments, results)]
+        # What normalization finds no ink in (a faint remnant of a printed line) is no digit.
+        kept = [(s, r) for s, r in zip(segments, results) if r.reason != NO_INK]
+        if not kept:
+            continue
+        segments = [s for s, _ in kept]
+        digits = [{**r.to_dict(), "box": list(s.box)} for s, r in kept]
         number = "".join("?" if d["label"] is None else str(d["label"]) for d in digits)
         boxes = [s.box for s in segments]
         box = [min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)]
@@ -417,7 +425,8 @@ def _split(predictor: ImagePredictor, segment, height: float) -> list:
         sure = np.log(predictor.threshold)
         if whole >= sure or min(float(confidence[1 + keys.index(key)]) for key in path) < sure:
             return [segment]
-    whole += _size_prior(segment.box, height)
+    if width > SEVERAL * height:
+        whole += _size_prior(segment.box, height)  # far too wide for one digit
     return [pieces[key] for key in path] if mean > whole else [segment]
 
 

@@ -10,11 +10,25 @@
 - :mod:`~digits.serving.batching`: micro-batching concurrent requests' model calls;
 - :mod:`~digits.serving.server`: :func:`serve`, the start-up ``digits serve`` calls once its flags are read.
 
-Importing this package imports FastAPI but not Keras.
+Importing this package is cheap: FastAPI is imported with the first name
+used from it (so ``digits serve --help`` can show the settings' defaults
+without it), and Keras only when a model is loaded.
 """
 
-from digits.serving.app import create_app, factory, load_serving_predictor
-from digits.serving.server import serve
-from digits.serving.settings import ServeSettings
+_LAZY = {
+    "ServeSettings": "digits.serving.settings",
+    "create_app": "digits.serving.app",
+    "factory": "digits.serving.app",
+    "load_serving_predictor": "digits.serving.app",
+    "serve": "digits.serving.server",
+}
 
-__all__ = ["ServeSettings", "create_app", "factory", "load_serving_predictor", "serve"]
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'digits.serving' has no attribute {name!r}")

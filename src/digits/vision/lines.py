@@ -61,9 +61,9 @@ MIN_PAGE_SIDE = 64
 """Pictures smaller than this (MNIST arrays, thumbnails, one digit's crop) have no printed lines."""
 MIN_BOX_SIDE = 24
 """A box side is at least this many pixels long (shorter straight runs are strokes)."""
-BOX_SIDE_THICKNESS = 10.0
+BOX_SIDE_THICKNESS = 6.0
 """...and at least this many times as long as it is thick: a form's box is drawn with a fine line,
-while a printed 0 is a rounded box drawn with a pen-wide one (about 6 times as long as thick)."""
+while a printed 0 is a rounded box drawn with a pen-wide one (its top 6 times as long as thick)."""
 MAX_LINE_THICKNESS = 0.02
 """A printed line is at most this share of the picture's longer side thick (and at least 3 pixels)."""
 GAP = 3

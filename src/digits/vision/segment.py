@@ -34,7 +34,12 @@ if TYPE_CHECKING:
     from numpy.typing import NDArray
 
 MIN_DIGIT_PIXELS = 8
-"""Ink shorter and narrower than this many pixels is not a digit, whatever else is on the picture."""
+"""Ink shorter than this many pixels is not a digit, whatever else is on the picture..."""
+DUST = 0.01
+"""...nor is ink shorter than this share of the picture's longer side (a speck, a remnant of a
+printed line, a dash): a row of seventy digits across the picture still has digits taller."""
+HAIRLINE = 0.03
+"""Ink whose strokes are thinner than this share of its length is a printed line (see :func:`_hairline`)."""
 ROW_GAP = 0.15
 """Bands of ink closer than this share of the typical band's height are one row."""
 STRAY_BAND = 0.4
@@ -134,18 +139,33 @@ def split_rows(image: Image.Image | np.ndarray) -> list[list[Segment]]:
     ink = analyze(image)
     if not ink.boxes:
         return []
+    dust = max(MIN_DIGIT_PIXELS, DUST * max(ink.level.shape))
     rows = []
     for members in _rows(ink):
         row = []
         for group in _groups(ink, members):
             box = union([ink.boxes[i] for i in group])
-            if max(box[2] - box[0], box[3] - box[1]) < MIN_DIGIT_PIXELS:
+            if box[3] - box[1] < dust:
                 continue
             patch = ink_crop(ink, group, ink_box(ink, group))
+            if _hairline(patch):
+                continue
             row.append(Segment(box=box, image=pad_square(patch), ink=patch))
         if row:
             rows.append(row)
     return rows
+
+
+def _hairline(patch: NDArray[np.float32]) -> bool:
+    """Is this ink one fine straight line (what is left of a printed line or box), not a pen's digit?
+
+    Its mean stroke width (ink area over its longer side, exact for a 1) is
+    under :data:`HAIRLINE` of its length: printed rulings are 1..5 pixels
+    wide at sizes where a pen's 1 is 8..20 (MNIST's strokes are a tenth of
+    the digit's height).
+    """
+    side = max(patch.shape)
+    return np.count_nonzero(patch > 0.5) / side < HAIRLINE * side
 
 
 def split_digits(image: Image.Image | np.ndarray) -> list[Segment]:
@@ -243,7 +263,7 @@ def cut(segment: Segment, left: NDArray[np.intp] | None, right: NDArray[np.intp]
     # segment.ink is the segment's box grown by a one-pixel rim (ink_box), clipped to the picture.
     bx0, by0, bx1, by1 = segment.box
     ox, oy = bx0 - (1 if bx0 > 0 else 0), by0 - (1 if by0 > 0 else 0)
-    box = (max(bx0, ox + x0), max(by0, oy + y0), min(bx1, ox + x1), min(by1, oy + y1))
+    box = (int(max(bx0, ox + x0)), int(max(by0, oy + y0)), int(min(bx1, ox + x1)), int(min(by1, oy + y1)))
     return Segment(box=box, image=pad_square(piece), ink=piece)
 
 
