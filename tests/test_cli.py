@@ -100,7 +100,7 @@ def test_corrupt_model_file_is_one_line(run_dir, tmp_path, capsys, mnist_dir):
     (broken / "model.keras").write_bytes(b"not a zip")
     assert exit_code(["evaluate", str(broken), "--data-dir", str(mnist_dir)]) == 2
     err = capsys.readouterr().err
-    assert "model.keras: cannot load the model" in err and len(err.strip().splitlines()) == 1
+    assert "model.keras: corrupt or truncated model archive" in err and len(err.strip().splitlines()) == 1
 
 
 def test_missing_dataset_names_the_files_and_writes_nothing(tmp_path, capsys):
