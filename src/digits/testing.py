@@ -218,11 +218,6 @@ def render_on_paper(rows: list[list[np.ndarray | None]], rng: np.random.Generato
 def _photograph(rgb: np.ndarray, rng: np.random.Generator, *, max_turn: float) -> Image.Image:
     """A sheet (float RGB 0..255) as a phone photo: turned, unevenly lit, noisy, JPEG-compressed."""
     height, width = rgb.shape[:2]
-    angle = rng.uniform(0, 2 * np.pi)
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    ramp = (np.cos(angle) * xx / width + np.sin(angle) * yy / height).astype(np.float32)
-    light = 1.0 - float(rng.uniform(0.0, 0.15)) * (ramp - ramp.min()) / max(1e-6, float(np.ptp(ramp)))
-    rgb = rgb * light[..., None]
     sheet = Image.fromarray(np.clip(np.rint(rgb), 0, 255).astype(np.uint8))
     fill = tuple(int(v) for v in np.median(np.asarray(sheet).reshape(-1, 3), axis=0))
     sheet = sheet.rotate(float(rng.uniform(-max_turn, max_turn)), Image.Resampling.BICUBIC, fillcolor=fill)
@@ -230,6 +225,12 @@ def _photograph(rgb: np.ndarray, rng: np.random.Generator, *, max_turn: float) -
     rim = 3
     sheet = sheet.crop((rim, rim, width - rim, height - rim))
     width, height = sheet.size
+    # The light falls on the turned sheet (it is the camera's), so the corners the turn fills match.
+    angle = rng.uniform(0, 2 * np.pi)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    ramp = (np.cos(angle) * xx / width + np.sin(angle) * yy / height).astype(np.float32)
+    light = 1.0 - float(rng.uniform(0.0, 0.15)) * (ramp - ramp.min()) / max(1e-6, float(np.ptp(ramp)))
+    sheet = Image.fromarray(np.clip(np.rint(np.asarray(sheet, np.float32) * light[..., None]), 0, 255).astype(np.uint8))
     noisy = np.asarray(sheet, np.float32) + rng.normal(0.0, float(rng.uniform(2.0, 6.0)), (height, width, 3))
     photo = Image.fromarray(np.clip(np.rint(noisy), 0, 255).astype(np.uint8))
     buf = io.BytesIO()

@@ -1,0 +1,222 @@
+"""Reading digits on real paper: printed lines removed, touching digits split, several rows.
+
+Pictures come from :func:`digits.testing.render_on_paper` with fixed seeds
+(the same generator as ``benchmarks/real_paper.py``, which measures the
+accuracy of each kind on hundreds of pictures); these tests check each
+mechanism on a few pictures with the bundled model, and the parts on
+hand-made arrays where the expected answer is exact.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from digits.testing import PaperLayout, render_on_paper
+from digits.vision import find_ink, to_mnist
+from digits.vision.lines import remove_printed_lines
+from digits.vision.segment import Segment, cut, cut_paths, pad_square, split_rows
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    from digits.backend import use_backend
+
+    use_backend(None)
+    from digits.inference import load_predictor
+
+    return load_predictor()
+
+
+def _digits(mnist_data, *indices):
+    return [mnist_data.x_test[i] for i in indices], "".join(str(mnist_data.y_test[i]) for i in indices)
+
+
+# ---------------------------------------------------------------------------
+# Printed lines, on arrays where the answer is exact
+
+
+def _ruled_page(with_stroke: bool) -> np.ndarray:
+    """A byte ink map (ink high): ruled lines every 40 px, 2 px thick, and a vertical pen stroke across two."""
+    q = np.zeros((200, 300), np.uint8)
+    for y in range(20, 200, 40):
+        q[y : y + 2, :] = 120
+    if with_stroke:
+        q[50:150, 140:150] = 230
+    return q
+
+
+def test_ruled_lines_are_removed_and_the_crossing_stroke_repaired() -> None:
+    cleaned = remove_printed_lines(_ruled_page(True), ink_threshold=40, paper=0)
+    assert not (cleaned[:, :130] > 40).any()  # every line gone left of the stroke...
+    assert not (cleaned[:, 160:] > 40).any()  # ...and right of it
+    # The stroke is whole again where the lines at y=60 and y=100 crossed it.
+    assert (cleaned[50:150, 140:150] > 200).all()
+
+
+def test_a_page_of_lines_only_has_no_ink_left() -> None:
+    cleaned = remove_printed_lines(_ruled_page(False), ink_threshold=40, paper=0)
+    assert not (cleaned > 40).any()
+    grid = np.zeros((240, 320), np.uint8)
+    grid[::30, :] = 200
+    grid[:, ::30] = 200
+    assert not (remove_printed_lines(grid, 40, 0) > 40).any()
+
+
+def test_a_box_is_removed_and_what_it_holds_is_kept() -> None:
+    q = np.zeros((200, 200), np.uint8)
+    q[30:33, 30:170] = q[167:170, 30:170] = 200  # top and bottom
+    q[30:170, 30:33] = q[30:170, 167:170] = 200  # left and right walls
+    q[60:140, 95:105] = 220  # a 1 inside
+    cleaned = remove_printed_lines(q, 40, 0)
+    # At most a corner pixel or two of the box is left, far below a digit's size.
+    assert np.count_nonzero(cleaned[:, :50] > 40) + np.count_nonzero(cleaned[:, 150:] > 40) <= 4
+    assert (cleaned[60:140, 95:105] > 200).all()
+
+
+def test_a_pen_stroke_along_a_short_straight_run_is_not_a_box() -> None:
+    """A 7's bar meets a stroke at one end only: it stays."""
+    q = np.zeros((200, 200), np.uint8)
+    q[40:50, 50:150] = 220  # the bar
+    for y in range(50, 170):  # the slanted stem from its right end
+        x = 150 - (y - 50) // 3
+        q[y, x - 5 : x + 5] = 220
+    assert (remove_printed_lines(q, 40, 0) == q).all()
+
+
+def test_small_pictures_pass_unchanged() -> None:
+    q = np.zeros((28, 28), np.uint8)
+    q[5:7, :] = 200
+    assert remove_printed_lines(q, 40, 0) is q
+
+
+# ---------------------------------------------------------------------------
+# Cutting touching digits
+
+
+def test_cut_paths_find_the_gap_between_two_touching_strokes() -> None:
+    ink = np.zeros((100, 100), np.float32)
+    ink[:, 0:30] = 1.0  # left blob
+    ink[:, 60:100] = 1.0  # right blob
+    ink[45:55, 30:60] = 1.0  # a bridge joining them
+    segment = Segment(box=(0, 0, 100, 100), image=pad_square(ink), ink=ink)
+    paths = cut_paths(segment, height=100.0)
+    best = min(paths, key=lambda p: float(ink[np.arange(100), p].sum()))
+    assert 30 <= best.min() and best.max() < 60  # through the bridge, not through a blob
+    left, right = cut(segment, None, best), cut(segment, best, None)
+    assert left.box[2] <= best.max() + 1 and right.box[0] >= best.min()
+    assert cut(segment, best, best) is None  # nothing between a path and itself
+
+
+# ---------------------------------------------------------------------------
+# Each kind, with the bundled model
+
+
+# These read a few pictures of each kind and require most of them right: the rates themselves
+# are measured on hundreds of pictures by benchmarks/real_paper.py (BENCHMARKS.md).
+
+@pytest.mark.parametrize("layout", [PaperLayout(paper="ruled"), PaperLayout(paper="squared"),
+                                    PaperLayout(boxes=True)], ids=["ruled", "squared", "boxed"])
+def test_one_digit_on_real_paper(bundled, mnist_data, layout) -> None:
+    from digits.inference import recognize
+
+    right = 0
+    for seed in range(6):
+        (digit,), label = _digits(mnist_data, 40 + seed)
+        picture, _ = render_on_paper([[digit]], np.random.default_rng([1, seed]), layout)
+        (result,) = recognize(bundled, [picture])
+        right += str(result.label) == label
+    assert right >= 5
+
+
+@pytest.mark.parametrize(("layout", "at_least"), [(PaperLayout(paper="ruled"), 3), (PaperLayout(boxes=True), 2)],
+                         ids=["ruled", "boxed"])
+def test_numbers_on_real_paper(bundled, mnist_data, layout, at_least) -> None:
+    from digits.inference import read_number
+
+    read = 0
+    for seed in range(4):
+        digits, number = _digits(mnist_data, *range(60 + 4 * seed, 64 + 4 * seed))
+        picture, _ = render_on_paper([digits], np.random.default_rng([3, seed]), layout)
+        doc = read_number(bundled, picture)
+        assert len(doc["rows"]) == 1
+        read += doc["number"] == number and doc["complete"]
+    assert read >= at_least
+
+
+def test_touching_digits_are_split(bundled, mnist_data) -> None:
+    """Digits that touch come out of segmentation as fewer groups than digits; reading splits them."""
+    from digits.inference import read_number
+
+    helped = 0
+    for seed in range(4):
+        digits, number = _digits(mnist_data, *range(60 + 4 * seed, 64 + 4 * seed))
+        picture, _ = render_on_paper([digits], np.random.default_rng([3, seed]), PaperLayout(touching=True))
+        groups = sum(len(row) for row in split_rows(picture))
+        assert groups < len(number)  # they do touch
+        found = len(read_number(bundled, picture)["digits"])
+        helped += abs(found - len(number)) < abs(groups - len(number))
+    # These four are hard to read exactly (how often numbers like them are: BENCHMARKS.md);
+    # splitting must bring the count of digits closer to the truth.
+    assert helped >= 3
+
+
+def test_several_rows_are_read_top_to_bottom(bundled, mnist_data) -> None:
+    from digits.inference import read_number
+
+    first, a = _digits(mnist_data, 0, 1, 2)
+    second, b = _digits(mnist_data, 3, 4, 5, 6)
+    picture, boxes = render_on_paper([first, second], np.random.default_rng(5), PaperLayout(paper="ruled"))
+    doc = read_number(bundled, picture)
+    assert [row["number"] for row in doc["rows"]] == [a, b]
+    assert doc["number"] == f"{a}\n{b}" and doc["complete"]
+    assert doc["rows"][0]["box"][3] <= doc["rows"][1]["box"][1]  # the first row lies above the second
+    assert [d["label"] for d in doc["digits"]] == [int(c) for c in a + b]
+    for row in doc["rows"]:
+        xs = [d["box"][0] for d in row["digits"]]
+        assert xs == sorted(xs)
+
+
+def test_a_ruled_page_is_no_digit(bundled) -> None:
+    from digits.inference import read_number, recognize
+
+    for seed in range(3):
+        picture, _ = render_on_paper([], np.random.default_rng([4, seed]), PaperLayout(paper="ruled"))
+        assert not find_ink(picture).found
+        assert read_number(bundled, picture)["number"] is None
+        (result,) = recognize(bundled, [picture])
+        assert result.label is None and result.reason == "no ink found"
+
+
+@pytest.mark.xfail(strict=True, reason="known failure: a remnant of a grid line on this squared page is read "
+                                       "as a 1 (the rate: BENCHMARKS.md, real paper, 'lines only')")
+def test_a_squared_page_is_no_digit(bundled) -> None:
+    from digits.inference import recognize
+
+    picture, _ = render_on_paper([], np.random.default_rng([4, 1]), PaperLayout(paper="squared"))
+    (result,) = recognize(bundled, [picture])
+    assert result.label is None
+
+
+def test_an_empty_form_is_no_digit(bundled) -> None:
+    from digits.inference import read_number
+
+    picture, _ = render_on_paper([[None] * 4], np.random.default_rng(6), PaperLayout(boxes=True))
+    assert read_number(bundled, picture)["number"] is None
+
+
+def test_many_small_digits_are_all_kept(mnist_data) -> None:
+    """Dust is judged against the picture's 1%, not 3%: a row of 30 digits keeps all 30."""
+    row = np.concatenate([np.pad(mnist_data.x_test[i], ((4, 4), (2, 2))) for i in range(30)], axis=1)
+    page = Image.fromarray(255 - row).resize((row.shape[1] * 2, row.shape[0] * 2), Image.Resampling.BICUBIC)
+    rows = split_rows(page)
+    assert len(rows) == 1 and len(rows[0]) >= 29  # MNIST has the odd digit in two pieces that touch a neighbour
+
+
+def test_to_mnist_of_a_boxed_digit_is_the_digit_alone(mnist_data) -> None:
+    """The box's inside is what the model sees: the same 28x28 as the digit on plain paper, nearly."""
+    digit = mnist_data.x_test[0]
+    boxed, _ = render_on_paper([[digit]], np.random.default_rng(7), PaperLayout(boxes=True))
+    plain, _ = render_on_paper([[digit]], np.random.default_rng(7), PaperLayout())
+    assert np.abs(to_mnist(boxed) - to_mnist(plain)).mean() < 0.05
