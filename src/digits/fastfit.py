@@ -19,14 +19,26 @@ from pathlib import Path
 
 import keras
 
+from digits import interrupts
+
 STEPS_PER_CALL = 64
 
 
-def fit(model, *, optimizer, loss, x, y, batch_size, jit_compile=True, callbacks=(), **fit_kwargs):
-    """Compile `model` and fit it; returns Keras's History.  `model` ends up trained."""
+def fit(model, *, callbacks=(), **kwargs):
+    """Compile `model` and fit it; returns Keras's History.  `model` ends up trained.
+
+    The progress bar counts the steps done (:class:`StepProgress`), and a
+    Ctrl-C that Python dropped stops training at the next compiled call
+    (:class:`StopCheck`) or as ``fit`` returns.
+    """
+    history = _compile_and_fit(model, callbacks=[*(callbacks or ()), StepProgress(), StopCheck()], **kwargs)
+    interrupts.check()
+    return history
+
+
+def _compile_and_fit(model, *, optimizer, loss, x, y, batch_size, jit_compile=True, **fit_kwargs):
     backend = keras.backend.backend()
     metrics = ["accuracy"]
-    fit_kwargs["callbacks"] = [*(callbacks or ()), StepProgress()]
     if backend == "jax":
         trainer = MicroBatched(model, batch_size)
         trainer.compile(optimizer=optimizer, loss=loss, metrics=metrics)
@@ -88,6 +100,22 @@ class MicroBatched(keras.Model):
         if n % b:  # the epoch's last, smaller batch, exactly as fit(batch_size=b) would do
             logs, state = one_step(self, state, (x[full * b :], y[full * b :]))
         return logs, state
+
+
+class StopCheck(keras.callbacks.Callback):
+    """Stop training for a Ctrl-C or SIGTERM that Python dropped (:func:`digits.interrupts.check`).
+
+    Checked after every compiled call, at most a few hundred milliseconds apart.
+    """
+
+    def on_train_batch_end(self, batch, logs=None):
+        interrupts.check()
+
+    def on_test_batch_end(self, batch, logs=None):
+        interrupts.check()
+
+    def on_epoch_end(self, epoch, logs=None):
+        interrupts.check()
 
 
 class StepProgress(keras.callbacks.ProgbarLogger):

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from digits import distribute
+from digits import distribute, interrupts
 from digits.backend import native_bfloat16, running_backend, use_backend
 from digits.datasets import load_dataset, to_inputs
 from digits.errors import DigitsError
@@ -181,8 +181,15 @@ def train(
     """Train a registry model and save a complete run directory; returns the run.
 
     ``train(model="mlp", epochs=5)`` is seed 001.  Keyword overrides are
-    fields of :class:`TrainConfig`.
+    fields of :class:`TrainConfig`.  Ctrl-C and SIGTERM always stop it with
+    nothing written (:mod:`digits.interrupts`), even when Python drops the
+    KeyboardInterrupt.
     """
+    with interrupts.stop_on_signals():
+        return _train(config, out=out, data_dir=data_dir, verbose=verbose, **overrides)
+
+
+def _train(config, *, out, data_dir, verbose, **overrides) -> Run:
     config = (config or TrainConfig())
     cfg = TrainConfig(**{**asdict(config), **overrides}).resolved()
     writer = RunWriter.create(out, cfg.model)  # fails early, before any training, on a bad --out
@@ -243,6 +250,7 @@ def train(
         writer.write_text("summary.txt", _summary_text(model))
         writer.write_bytes("plots/samples.png", samples_figure.result())
         writer.write_bytes("plots/curves.png", plots.curves_png(history.history))
+        interrupts.check()  # the last moment a stop request keeps the run from being renamed into place
     return Run(writer.final_path)
 
 

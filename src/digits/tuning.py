@@ -37,9 +37,7 @@ import math
 import os
 import random
 import re
-import signal
 import socket
-import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -47,6 +45,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from digits import interrupts
 from digits.errors import DigitsError
 from digits.files import write_bytes, write_json, write_text
 from digits.models import get_model_spec
@@ -484,14 +483,14 @@ def tune(
         x, y = training_arrays(base, data)  # the test split is never used
         del data
         objective = _Objective(base, search, x, y, log=log if verbose else (lambda _: None))
-        with _stop_on_signals(), _resume_hint(study_name, log):
+        with interrupts.stop_on_signals(), _resume_hint(study_name, log):
             the_study.optimize(
                 objective,
                 n_trials=remaining,
                 timeout=timeout,
                 callbacks=[optuna.study.MaxTrialsCallback(
                     trials, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)),
-                    _check_stop],
+                    interrupts.check],
                 gc_after_trial=True,
             )
         ran = objective.finished
@@ -546,7 +545,7 @@ class _Objective:
         note = f" (re-run of interrupted trial {retry_of})" if retry_of is not None else ""
         self.log(f"trial {trial.number}{note}: {_describe(trial.params)}")
         keras.backend.clear_session()
-        _check_stop()
+        interrupts.check()
         started = time.perf_counter()
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         pruning = _pruning_callback_class()(trial)
@@ -581,13 +580,8 @@ def _pruning_callback_class():
             self.trial = trial
             self.scores: list[float] = []
 
-        def on_train_batch_end(self, batch, logs=None):
-            _check_stop()  # a Ctrl-C whose KeyboardInterrupt Python dropped
-
         def on_epoch_end(self, epoch, logs=None):
             import optuna
-
-            _check_stop()
 
             score = float((logs or {}).get("val_accuracy", float("nan")))
             self.scores.append(score)
@@ -608,42 +602,6 @@ def _resume_hint(study: str, log) -> Iterator[None]:
         log(f"interrupted: the finished trials of study {study!r} are saved; "
             "run the same command again to resume")
         raise
-
-
-_STOP = threading.Event()  # set by Ctrl-C / SIGTERM while a study runs
-
-
-@contextlib.contextmanager
-def _stop_on_signals() -> Iterator[None]:
-    """Ctrl-C and SIGTERM (``kill``) stop a study cleanly: the running trial is queued again.
-
-    The handler raises KeyboardInterrupt at once, and also sets a flag that
-    the training callbacks check after every compiled call: Python drops an
-    exception raised while a garbage-collection callback runs, and a
-    stop request must not be lost that way.
-    """
-
-    def stop(signum, frame):
-        _STOP.set()
-        raise KeyboardInterrupt
-
-    _STOP.clear()
-    try:
-        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    except ValueError:  # not the main thread: leave the signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        _STOP.clear()
-
-
-def _check_stop(*_args) -> None:
-    if _STOP.is_set():
-        raise KeyboardInterrupt
 
 
 # --- results --------------------------------------------------------------------------------------

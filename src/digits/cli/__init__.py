@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
-import threading
 
+from digits import interrupts
 from digits.cli import ensemble, evaluate, export, models, predict, read, report, serve, train, tune
 from digits.cli.common import Progress as _Progress  # noqa: F401  (tests/test_predict_files.py tunes its defaults)
 from digits.errors import DigitsError
@@ -43,30 +42,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM (`kill`, a scheduler's timeout), raised like Ctrl-C so a half-written run is removed."""
-
-
-def _terminate(signum, frame):
-    raise _Terminated
-
-
 def main(argv: list[str] | None = None) -> int:
+    """Run one command.  Ctrl-C and SIGTERM stop it (exit 130 and 143), even one that Python
+    dropped mid-way (see :mod:`digits.interrupts`): it is raised again before the command ends."""
     args = build_parser().parse_args(argv)
-    main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
-        args.func(args)
+        with interrupts.stop_on_signals():
+            args.func(args)
+            interrupts.check()
     except DigitsError as e:
         print(f"digits {args.command}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt as e:
-        terminated = isinstance(e, _Terminated)
+        terminated = isinstance(e, interrupts.Terminated)
         print(f"digits {args.command}: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
         return 143 if terminated else 130
-    finally:
-        if main_thread:
-            signal.signal(signal.SIGTERM, previous)
     return 0
 
 
