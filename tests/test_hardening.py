@@ -8,6 +8,7 @@ feeds the bad input and checks the one-line answer (exit status 2 on the CLI).
 from __future__ import annotations
 
 import json
+import os
 import struct
 import zipfile
 from pathlib import Path
@@ -264,3 +265,105 @@ def test_the_progress_bar_never_counts_past_its_total(monkeypatch):
     assert max(_progress_counts(monkeypatch, [])) == (12, 10)  # Keras alone: the last call "ends" on step 12
     counts = _progress_counts(monkeypatch, [StepProgress()])
     assert counts == [(4, 10), (8, 10), (10, 10), (10, 10)], counts  # the last: the epoch's end
+
+
+# --- damaged dataset files and paths that cannot be read ------------------------------------------
+
+
+def test_an_idx_file_declaring_255_dimensions_is_one_line(tmp_path, write_tiny_idx, capsys):
+    folder = tmp_path / "data"
+    write_tiny_idx(folder)
+    bad = folder / "train-images-idx3-ubyte.gz"
+    bad.unlink()
+    bad = bad.with_suffix("")  # the uncompressed name is read first
+    bad.write_bytes(bytes([0, 0, 8, 255]) + struct.pack(">255I", *[1] * 255) + b"\0")
+    assert exit_code(["train", "--data-dir", str(folder), "--limit", "10", "--epochs", "1",
+                      "--out", str(tmp_path / "run")]) == 2
+    assert _one_error_line(capsys, "train").startswith(
+        f"{bad}: IDX header declares 255 dimensions; at most 32 can be read")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_gzip_idx_claiming_more_memory_than_allowed_is_one_line(tmp_path):
+    """2 MB of gzip may claim 2 GB (deflate's ratio allows 1100:1); in a process limited to 1 GiB of
+    address space that allocation fails, and the failure is one line."""
+    import gzip
+    import os
+    import subprocess
+    import sys
+
+    resource = pytest.importorskip("resource")
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    with gzip.open(path, "wb", compresslevel=1) as f:
+        f.write(bytes([0, 0, 8, 1]) + struct.pack(">I", 2_000_000_000))
+        f.write(np.random.default_rng(0).integers(0, 256, 2_000_000, dtype=np.uint8).tobytes())
+
+    def limit_memory():
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+    code = ("import sys\nfrom digits.errors import DigitsError\nfrom digits.datasets.idx import read_idx\n"
+            "try:\n    read_idx(sys.argv[1])\nexcept DigitsError as e:\n    print(e)\n    sys.exit(2)\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60,
+                          preexec_fn=limit_memory, env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stdout == (f"{path}: IDX header says 2000000000 values (2,000,000,000 bytes), "
+                           "more memory than this process may use\n")
+
+
+@pytest.fixture
+def locked(tmp_path, monkeypatch) -> Path:
+    """A folder without search permission, as a non-root user sees it: every path inside fails stat.
+
+    Root passes any permission check, so the refusal is simulated where the
+    operating system would give it, in ``Path.stat`` (which is_dir, is_file
+    and exists call); test_a_folder_without_search_permission_for_real does
+    it with chmod where the tests do not run as root.
+    """
+    import errno
+    import pathlib
+
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    stat = pathlib.Path.stat
+
+    def refuse(self, *args, **kwargs):
+        if str(self).startswith(f"{folder}{os.sep}"):
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return stat(self, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "stat", refuse)
+    return folder
+
+
+def test_files_in_a_folder_without_search_permission_are_one_line_each(locked, digit_png, tiny_mlp_run, capsys):
+    inside = locked / "seven.png"
+    assert exit_code(["predict", "--model", str(tiny_mlp_run.path), str(inside), str(digit_png)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out.startswith(f"{digit_png}: ")  # the readable file is still read
+    assert captured.err.splitlines() == [
+        f"digits predict: error: {inside}: cannot read: Permission denied",
+        "digits predict: error: 1 of 2 inputs could not be read (see above)"]
+
+
+@pytest.mark.parametrize("command", ["evaluate", "train"])
+def test_a_run_or_data_folder_without_search_permission_is_one_line(command, locked, capsys):
+    target = locked / "inner"
+    argv = ["evaluate", str(target)] if command == "evaluate" else ["train", "--data-dir", str(target),
+                                                                     "--limit", "10", "--epochs", "1"]
+    assert exit_code(argv) == 2
+    expected = (f"{target}: cannot read the run directory (Permission denied)" if command == "evaluate"
+                else f"{target}: cannot read (Permission denied)")
+    assert _one_error_line(capsys, command) == expected
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root searches any folder, whatever its permissions")
+def test_a_folder_without_search_permission_for_real(tmp_path, digit_png, tiny_mlp_run, capsys):  # pragma: no cover
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    (folder / "seven.png").write_bytes(digit_png.read_bytes())
+    folder.chmod(0o600)  # readable names, but no search (x) permission
+    try:
+        assert exit_code(["predict", "--model", str(tiny_mlp_run.path), str(folder / "seven.png")]) == 2
+        assert _one_error_line(capsys, "predict") == f"{folder / 'seven.png'}: cannot read: Permission denied"
+    finally:
+        folder.chmod(0o700)

@@ -463,7 +463,11 @@ def image_paths(paths: Iterable[str | os.PathLike]) -> Iterator[tuple[Path, Digi
     """
     for raw in paths:
         path = Path(raw)
-        if not path.is_dir():
+        try:
+            folder = path.is_dir()
+        except OSError:  # e.g. a folder above it without search permission: load_image names the cause
+            folder = False
+        if not folder:
             yield path, None
             continue
         try:

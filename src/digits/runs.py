@@ -113,11 +113,15 @@ class Run:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        if not self.path.exists():
+        try:
+            exists, folder = self.path.exists(), self.path.is_dir()
+            missing = [name for name in REQUIRED if not (self.path / name).is_file()]
+        except OSError as e:  # pathlib raises for a folder without search permission
+            raise DigitsError(f"{self.path}: cannot read the run directory ({e.strerror or e})") from None
+        if not exists:
             raise DigitsError(f"{self.path}: no such run directory")
-        if not self.path.is_dir():
+        if not folder:
             raise DigitsError(f"{self.path}: not a run directory (it is a file)")
-        missing = [name for name in REQUIRED if not (self.path / name).is_file()]
         if missing:
             raise DigitsError(
                 f"{self.path}: not a complete run, missing {', '.join(missing)} "

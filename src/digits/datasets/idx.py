@@ -43,6 +43,10 @@ _CODES: dict[tuple[str, int], int] = {(dt.kind, dt.itemsize): code for code, dt 
 # decompresses to at most this many times n.  Used to refuse absurd headers
 # before allocating memory for them.
 _MAX_GZIP_RATIO = 1100
+
+MAX_DIMENSIONS = 32
+"""The most dimensions an IDX file may declare (the header allows 255): NumPy 1's limit, and
+far above the 1 to 3 that datasets use."""
 _CHUNK = 1 << 20
 
 
@@ -126,6 +130,8 @@ def _read_stream(stream: BinaryIO, path: Path, *, max_payload: int) -> np.ndarra
         )
     if ndim == 0:
         raise DigitsError(f"{path}: IDX header declares 0 dimensions")
+    if ndim > MAX_DIMENSIONS:
+        raise DigitsError(f"{path}: IDX header declares {ndim} dimensions; at most {MAX_DIMENSIONS} can be read")
     dims_raw = _read_up_to(stream, 4 * ndim)
     if len(dims_raw) < 4 * ndim:
         raise DigitsError(f"{path}: truncated IDX header ({4 + len(dims_raw)} bytes, needs {4 + 4 * ndim})")
@@ -137,7 +143,12 @@ def _read_stream(stream: BinaryIO, path: Path, *, max_payload: int) -> np.ndarra
         # Cannot possibly be there; do not try to allocate it.
         _raise_size_mismatch(path, "truncated", dims, dtype, expected, _count_rest(stream))
 
-    flat = np.empty(expected, dtype=np.uint8)
+    try:
+        flat = np.empty(expected, dtype=np.uint8)
+    except MemoryError:  # a gzip file may claim up to 1100 times its size
+        shape = "×".join(str(d) for d in dims)
+        raise DigitsError(f"{path}: IDX header says {shape} values ({expected:,} bytes), "
+                          "more memory than this process may use") from None
     filled = _read_into(stream, memoryview(flat))
     if filled < expected:
         _raise_size_mismatch(path, "truncated", dims, dtype, expected, filled)

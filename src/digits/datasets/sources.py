@@ -172,7 +172,11 @@ def load_dataset(
     local = os.fspath(data_dir) if data_dir is not None else ""
     local = local or os.environ.get(DATA_DIR_ENV, "")
     if local:
-        return _load_local(spec, Path(local).expanduser())
+        root = Path(local).expanduser()
+        try:
+            return _load_local(spec, root)
+        except OSError as e:  # pathlib's is_file and is_dir raise for a folder without search permission
+            raise DigitsError(f"{e.filename or root}: cannot read ({e.strerror or e})") from None
 
     folder = (Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()) / spec.name
     missing = [f for f in spec.files if not (folder / f).is_file()]
