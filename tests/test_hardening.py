@@ -288,23 +288,20 @@ def test_a_gzip_idx_claiming_more_memory_than_allowed_is_one_line(tmp_path):
     """2 MB of gzip may claim 2 GB (deflate's ratio allows 1100:1); in a process limited to 1 GiB of
     address space that allocation fails, and the failure is one line."""
     import gzip
-    import os
     import subprocess
     import sys
 
-    resource = pytest.importorskip("resource")
+    pytest.importorskip("resource")  # POSIX only
     path = tmp_path / "train-images-idx3-ubyte.gz"
     with gzip.open(path, "wb", compresslevel=1) as f:
         f.write(bytes([0, 0, 8, 1]) + struct.pack(">I", 2_000_000_000))
         f.write(np.random.default_rng(0).integers(0, 256, 2_000_000, dtype=np.uint8).tobytes())
 
-    def limit_memory():
-        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
-
-    code = ("import sys\nfrom digits.errors import DigitsError\nfrom digits.datasets.idx import read_idx\n"
+    code = ("import resource, sys\nresource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))\n"
+            "from digits.errors import DigitsError\nfrom digits.datasets.idx import read_idx\n"
             "try:\n    read_idx(sys.argv[1])\nexcept DigitsError as e:\n    print(e)\n    sys.exit(2)\n")
     proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60,
-                          preexec_fn=limit_memory, env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+                          env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert proc.stdout == (f"{path}: IDX header says 2000000000 values (2,000,000,000 bytes), "
                            "more memory than this process may use\n")
