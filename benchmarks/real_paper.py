@@ -24,7 +24,7 @@ digit or an abstention is wrong).  Picture i of a kind uses
 ``recognize``) is the last row.  Times are per picture, normalization and
 model together, on this machine.
 
-    python benchmarks/real_paper.py [--n 200] [--model RUN_DIR] [--no-tesseract] [--json FILE]
+    python benchmarks/real_paper.py [--n 200] [--model RUN_DIR] [--no-tesseract] [--json FILE] [--failures DIR]
 """
 
 from __future__ import annotations
@@ -199,6 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kinds", help="comma-separated subset of the kinds")
     parser.add_argument("--photos", type=int, default=5, help="12-megapixel phone photos timed (default: 5)")
     parser.add_argument("--json", metavar="FILE", help="also write the numbers as JSON")
+    parser.add_argument("--failures", metavar="DIR",
+                        help="save the first pictures of each kind that the new method gets wrong, as "
+                             "KIND-I.jpg (the typical failures the model card describes)")
     args = parser.parse_args(argv)
 
     from digits.backend import use_backend
@@ -243,6 +246,9 @@ def main(argv: list[str] | None = None) -> int:
                 right[m] += ok
                 if m == "now" and not ok and len(failures) < 5:
                     failures.append((truth, answer))
+                    if args.failures:
+                        Path(args.failures).mkdir(parents=True, exist_ok=True)
+                        picture.save(Path(args.failures) / f"{kind.replace(' ', '-')}-{len(failures)}.jpg")
         row = {m: {"right": right[m] / args.n, "ms": 1000 * seconds[m] / args.n} for m in methods}
         results[kind] = {**row, "failures": failures}
         print(f"| {kind} | " + " | ".join(f"{row[m]['right']:.1%} | {row[m]['ms']:.0f}" for m in methods) + " |",
