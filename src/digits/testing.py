@@ -50,15 +50,25 @@ def render_like_user(digit28: np.ndarray, rng: np.random.Generator) -> Image.Ima
     paper = np.array([rng.uniform(215, 250), rng.uniform(210, 245), rng.uniform(195, 240)], dtype=np.float32)
     inks = ([20, 20, 25], [25, 35, 110], [80, 80, 85])
     ink = np.array(inks[int(rng.integers(0, len(inks)))], dtype=np.float32) + rng.uniform(-10, 10, 3).astype(np.float32)
-    angle = rng.uniform(0, 2 * np.pi)
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    ramp = (np.cos(angle) * xx / width + np.sin(angle) * yy / height).astype(np.float32)
-    light = 1.0 - float(rng.uniform(0.0, 0.15)) * (ramp - ramp.min()) / max(1e-6, float(np.ptp(ramp)))
+    light = _lighting(rng, height, width)
     rgb = (paper * (1.0 - cover[..., None]) + ink * cover[..., None]) * light[..., None]
     rgb += rng.normal(0.0, float(rng.uniform(2.0, 8.0)), rgb.shape).astype(np.float32)
     photo = Image.fromarray(np.clip(np.rint(rgb), 0, 255).astype(np.uint8))
+    return _jpeg_round_trip(photo, int(rng.integers(50, 96)))
+
+
+def _lighting(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """A light falling off by up to 15% across the picture, in a random direction: (height, width) factors."""
+    angle = rng.uniform(0, 2 * np.pi)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    ramp = (np.cos(angle) * xx / width + np.sin(angle) * yy / height).astype(np.float32)
+    return 1.0 - float(rng.uniform(0.0, 0.15)) * (ramp - ramp.min()) / max(1e-6, float(np.ptp(ramp)))
+
+
+def _jpeg_round_trip(photo: Image.Image, quality: int) -> Image.Image:
+    """`photo` saved as JPEG at `quality` and read back, as a phone or a web upload leaves it."""
     buf = io.BytesIO()
-    photo.save(buf, format="JPEG", quality=int(rng.integers(50, 96)))
+    photo.save(buf, format="JPEG", quality=quality)
     buf.seek(0)
     with Image.open(buf) as jpeg:
         return jpeg.convert("RGB")
@@ -226,15 +236,8 @@ def _photograph(rgb: np.ndarray, rng: np.random.Generator, *, max_turn: float) -
     sheet = sheet.crop((rim, rim, width - rim, height - rim))
     width, height = sheet.size
     # The light falls on the turned sheet (it is the camera's), so the corners the turn fills match.
-    angle = rng.uniform(0, 2 * np.pi)
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    ramp = (np.cos(angle) * xx / width + np.sin(angle) * yy / height).astype(np.float32)
-    light = 1.0 - float(rng.uniform(0.0, 0.15)) * (ramp - ramp.min()) / max(1e-6, float(np.ptp(ramp)))
+    light = _lighting(rng, height, width)
     sheet = Image.fromarray(np.clip(np.rint(np.asarray(sheet, np.float32) * light[..., None]), 0, 255).astype(np.uint8))
     noisy = np.asarray(sheet, np.float32) + rng.normal(0.0, float(rng.uniform(2.0, 6.0)), (height, width, 3))
     photo = Image.fromarray(np.clip(np.rint(noisy), 0, 255).astype(np.uint8))
-    buf = io.BytesIO()
-    photo.save(buf, format="JPEG", quality=int(rng.integers(60, 96)))
-    buf.seek(0)
-    with Image.open(buf) as jpeg:
-        return jpeg.convert("RGB")
+    return _jpeg_round_trip(photo, int(rng.integers(60, 96)))
