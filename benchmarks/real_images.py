@@ -1,7 +1,7 @@
 """How well does `digits predict` read digits the way users photograph them?
 
 Renders each of the 10,000 MNIST test digits as a user's picture with
-:func:`digits.vision.render_like_user` (dark ink, black, blue or pencil
+:func:`digits.testing.render_like_user` (dark ink, black, blue or pencil
 grey, on off-white paper; a 160..320 x 140..260 canvas with the digit
 off-centre and scaled 3..6x; thinner or thicker strokes; up to 10 degrees of
 rotation; a lighting gradient; sensor noise; a JPEG round trip at quality

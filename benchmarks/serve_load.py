@@ -19,7 +19,7 @@ epochs: the answers' accuracy does not matter for the timing); `--model
 bundled` serves the model bundled with Digits.  Payloads: `png`, the MNIST
 test digits as 28×28 PNG files, dark on white; `photo`, the same digits
 rendered as phone photos (JPEG, about 200×170, see
-digits.vision.render_like_user); `pixels`, JSON 28×28 arrays.  The client
+digits.testing.render_like_user); `pixels`, JSON 28×28 arrays.  The client
 runs on the same machine, so it competes with the server for the CPU.
 """
 
