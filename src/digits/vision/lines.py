@@ -59,11 +59,16 @@ a seventh of its resolution, and the search costs a fraction of the time.  Lengt
 those pixels."""
 MIN_PAGE_SIDE = 64
 """Pictures smaller than this (MNIST arrays, thumbnails, one digit's crop) have no printed lines."""
+PAGE_EDGE = 0.1
+"""...and reaches within this share of the width of both sides of the picture."""
 MIN_BOX_SIDE = 24
-"""A box side is at least this many pixels long (shorter straight runs are strokes)."""
+"""A straight run is at least this many pixels long (the opening's segment; shorter ones are strokes)."""
+MIN_BOX_SIDE_LENGTH = 48
+"""A box's side is at least this long: a form's box holds a digit, while the straight parts of a
+pen's 8 or 3, and the sides of a printed 0, are shorter (measured: renders of MNIST 8s lost strokes
+to a box test at 24)."""
 BOX_SIDE_THICKNESS = 6.0
-"""...and at least this many times as long as it is thick: a form's box is drawn with a fine line,
-while a printed 0 is a rounded box drawn with a pen-wide one (its top 6 times as long as thick)."""
+"""...and at least this many times as long as it is thick (the edge of a blob of ink is no line)."""
 MAX_LINE_THICKNESS = 0.02
 """A printed line is at most this share of the picture's longer side thick (and at least 3 pixels)."""
 GAP = 3
@@ -186,7 +191,13 @@ def _straight_runs(mask: NDArray[np.bool_], thick: int) -> tuple[NDArray[np.bool
     runs &= ~too_thick
     runs &= sheared
     near = ndimage.maximum_filter1d(runs, 3, axis=0)
-    page_rows = near.sum(axis=1) >= PAGE_SPAN * mask.shape[1]
+    w = mask.shape[1]
+    first = np.where(near.any(axis=1), np.argmax(near, axis=1), w)
+    last = np.where(near.any(axis=1), w - 1 - np.argmax(near[:, ::-1], axis=1), -1)
+    # Printed lines run off the picture at both sides; a pen's long stroke (a 7's bar, a 1 on a
+    # tight crop) stops short of at least one.
+    edge = PAGE_EDGE * w
+    page_rows = (near.sum(axis=1) >= PAGE_SPAN * w) & (first <= edge) & (last >= w - 1 - edge)
     page = runs & ndimage.maximum_filter1d(page_rows, 3)[:, None]
     return _shift_columns(runs, -shifts, False), _shift_columns(page, -shifts, False)
 
@@ -203,7 +214,7 @@ class _Run:
     ends: tuple[tuple[float, float], tuple[float, float]]  # (y, x) of its two ends
 
 
-def _runs(mask: NDArray[np.bool_], vertical: bool) -> list[_Run]:
+def _runs(mask: NDArray[np.bool_], vertical: bool, min_length: int = 0) -> list[_Run]:
     """The straight pieces of a runs mask that could be the side of a box: long, thin, not slanted."""
     from scipy import ndimage
 
@@ -217,7 +228,7 @@ def _runs(mask: NDArray[np.bool_], vertical: bool) -> list[_Run]:
         thickness = np.count_nonzero(pixels) / along
         # A printed line is long, and tilted at most MAX_SKEW: across its length it drifts
         # by length * tan(MAX_SKEW).  A slanted pen stroke drifts far more.
-        if along < max(MIN_BOX_SIDE, BOX_SIDE_THICKNESS * thickness):
+        if along < max(MIN_BOX_SIDE, BOX_SIDE_THICKNESS * thickness, min_length):
             continue
         if across > thickness + along * np.tan(np.radians(MAX_SKEW)) + 3:
             continue
@@ -257,7 +268,7 @@ def _printed(horizontal: tuple[NDArray[np.bool_], NDArray[np.bool_]],
     horizontal lines' pixels, the vertical lines' pixels, and the thickest
     line's thickness in pixels.
     """
-    h_runs, v_runs = _runs(horizontal[0], False), _runs(vertical[0], True)
+    h_runs, v_runs = _runs(horizontal[0], False, MIN_BOX_SIDE_LENGTH), _runs(vertical[0], True, MIN_BOX_SIDE_LENGTH)
     h_page, v_page = _runs(horizontal[1], False), _runs(vertical[1], True)
     printed_h, printed_v = horizontal[1].copy(), vertical[1].copy()
     thickness = max([r.thickness for r in h_page + v_page], default=0.0)
