@@ -335,6 +335,7 @@ def read_number(predictor: ImagePredictor, picture, *, threshold: float | None =
     every piece.
     """
     from digits.vision import NO_INK
+    from digits.vision.normalize import union
     from digits.vision.segment import split_rows
 
     threshold = _threshold(predictor, threshold)
@@ -350,8 +351,7 @@ def read_number(predictor: ImagePredictor, picture, *, threshold: float | None =
         segments = [s for s, _ in kept]
         digits = [{**r.to_dict(), "box": list(s.box)} for s, r in kept]
         number = "".join("?" if d["label"] is None else str(d["label"]) for d in digits)
-        boxes = [s.box for s in segments]
-        box = [min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)]
+        box = list(union([s.box for s in segments]))
         rows.append({"number": number, "complete": "?" not in number, "box": box, "digits": digits})
     if not rows:
         return {"number": None, "complete": False, "reason": "no digits found", "rows": [], "digits": []}
@@ -403,7 +403,8 @@ def _split(predictor: ImagePredictor, segment, height: float) -> list:
     p = predictor.probabilities(np.stack([_framed(segment)] + [_framed(pieces[k]) for k in keys]))
     confidence = np.log(np.clip(p.max(axis=1), 1e-9, 1.0))
     whole = float(confidence[0])
-    piece_score = {k: float(c) + _size_prior(pieces[k].box, height) for k, c in zip(keys, confidence[1:])}
+    piece_confidence = {k: float(c) for k, c in zip(keys, confidence[1:])}
+    piece_score = {k: c + _size_prior(pieces[k].box, height) for k, c in piece_confidence.items()}
     # best[k][j]: the best total score of cutting edges 0..j into k pieces, and the path there.
     last = len(edges) - 1
     best: list[dict[int, tuple[float, list[tuple[int, int]]]]] = [{0: (0.0, [])}]
@@ -423,7 +424,7 @@ def _split(predictor: ImagePredictor, segment, height: float) -> list:
     if width <= WIDE * height:
         # Could be one wide digit: split only what the model cannot read whole, into digits it reads well.
         sure = np.log(predictor.threshold)
-        if whole >= sure or min(float(confidence[1 + keys.index(key)]) for key in path) < sure:
+        if whole >= sure or min(piece_confidence[key] for key in path) < sure:
             return [segment]
     if width > SEVERAL * height:
         whole += _size_prior(segment.box, height)  # far too wide for one digit
