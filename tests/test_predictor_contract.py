@@ -1,4 +1,4 @@
-"""One contract for every predictor: Keras, ONNX Runtime and the micro-batching wrapper.
+"""One contract for every predictor: Keras, ONNX Runtime and the micro-batching and timing wrappers.
 
 `recognize`, `read_number` and the HTTP service take any
 :class:`digits.inference.ImagePredictor`; each implementation is held here to
@@ -18,9 +18,10 @@ from digits.datasets import to_inputs
 from digits.errors import DigitsError
 from digits.inference import ImagePredictor, Predictor, checked_images, recognize
 from digits.serving.batching import BatchingPredictor
+from digits.serving.metrics import TimedPredictor
 from helpers import skip_or_fail
 
-KINDS = ["keras", "onnx", "batching"]
+KINDS = ["keras", "onnx", "batching", "timed"]
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +47,8 @@ def onnx_predictor(tiny_mlp_run, tmp_path_factory):
 def predictor(request):
     if request.param == "batching":
         return BatchingPredictor(request.getfixturevalue("keras_predictor"))
+    if request.param == "timed":
+        return TimedPredictor(request.getfixturevalue("keras_predictor"))
     return request.getfixturevalue(f"{request.param}_predictor")
 
 

@@ -37,6 +37,16 @@ def add_parser(subparsers) -> None:
                         "(no faster on a CPU, where the model call is 2%% of a request)")
     p.add_argument("--log-level", choices=("critical", "error", "warning", "info", "debug"), default="info",
                    help="uvicorn's log level; warning and above hide the access log (default: %(default)s)")
+    p.add_argument("--log-format", choices=("text", "json"), default=defaults.log_format,
+                   help="text, or json: one JSON object a line for log collectors (default: %(default)s)")
+    p.add_argument("--no-access-log", dest="access_log", action="store_false", default=defaults.access_log,
+                   help="no log line per request")
+    p.add_argument("--no-metrics", dest="metrics", action="store_false", default=defaults.metrics,
+                   help="no GET /metrics (Prometheus) and no counting")
+    p.add_argument("--graceful-timeout", type=positive_float, metavar="SECONDS",
+                   default=defaults.graceful_timeout,
+                   help="on SIGTERM, how long requests in flight may take to finish before they are "
+                        "cancelled and the server exits (default: %(default)g)")
     add_backend(p)
     p.set_defaults(func=cmd_serve)
 
@@ -48,5 +58,6 @@ def cmd_serve(args) -> None:
         model=args.run, runtime=args.runtime, backend=args.backend,
         max_upload_bytes=int(args.max_upload_mb * _MIB), max_batch=args.max_batch,
         max_pixels=args.max_pixels, threshold=args.threshold,
-        threads=args.threads, micro_batch=args.micro_batch)
+        threads=args.threads, micro_batch=args.micro_batch, metrics=args.metrics, access_log=args.access_log,
+        log_format=args.log_format, graceful_timeout=args.graceful_timeout)
     serve(settings, host=args.host, port=args.port, workers=args.workers, log_level=args.log_level)

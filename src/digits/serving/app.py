@@ -7,13 +7,20 @@
 - :func:`factory` is uvicorn's ``--factory`` entry for several worker
   processes: each reads the settings from environment variables.
 
-Besides the routes: ``/static/...`` (the page's script and style sheet) and
-FastAPI's ``/openapi.json``, ``/docs`` and ``/redoc``.
+Besides the routes: ``/static/...`` (the page's script and style sheet),
+FastAPI's ``/openapi.json``, ``/docs`` and ``/redoc``, and ``/metrics``
+(:mod:`digits.serving.metrics`) unless the settings turn metrics off.  Every
+request passes :mod:`digits.serving.access` (request id, access log,
+request metrics).  The model is warmed up in a thread once the server
+starts (the app's lifespan); ``/v1/ready`` answers 503 until it is done.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import logging
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +30,8 @@ from fastapi.staticfiles import StaticFiles
 from digits.datasets.arrays import MNIST_SIDE
 from digits.errors import DigitsError
 from digits.inference import ImagePredictor
-from digits.serving import routes
+from digits.serving import metrics, routes
+from digits.serving.access import AccessMiddleware
 from digits.serving.errors import install_error_handlers
 from digits.serving.schemas import BatchPixelsRequest, PixelsRequest
 from digits.serving.service import Service
@@ -45,11 +53,25 @@ def create_app(predictor: ImagePredictor, settings: ServeSettings | None = None,
     from digits import __version__
 
     settings = dataclasses.replace(settings or ServeSettings(), **changes)
-    app = FastAPI(title="Digits", version=__version__, description=DESCRIPTION)
-    app.state.service = Service.start(predictor, settings)  # what the routes use, settings included
+    ready = threading.Event()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        # In a thread, so that the server answers /v1/health (and 503 on /v1/ready) meanwhile.
+        threading.Thread(target=_warm_up_then_set, args=(predictor, ready), name="digits-warm-up",
+                         daemon=True).start()
+        yield
+
+    app = FastAPI(title="Digits", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app.state.ready = ready  # set once the model is warmed up: what /v1/ready answers
+    served = metrics.TimedPredictor(predictor) if settings.metrics else predictor
+    app.state.service = Service.start(served, settings)  # what the routes use, settings included
     install_error_handlers(app)
+    app.add_middleware(AccessMiddleware, access_log=settings.access_log, count=settings.metrics)
     app.include_router(routes.api)
     app.include_router(routes.page)
+    if settings.metrics:
+        app.include_router(metrics.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.openapi = lambda: _openapi(app)
     return app
@@ -99,11 +121,19 @@ def warm_up(predictor: ImagePredictor) -> None:
         predictor.probabilities(np.zeros((n, MNIST_SIDE, MNIST_SIDE), np.float32))
 
 
+def _warm_up_then_set(predictor: ImagePredictor, ready: threading.Event) -> None:
+    try:
+        warm_up(predictor)
+    except Exception:  # the model cannot answer: the server stays unready, and says why
+        logging.getLogger("digits.serving").exception("warming up the model failed; /v1/ready stays 503")
+        return
+    ready.set()
+
+
 def app_for(settings: ServeSettings, predictor: ImagePredictor | None = None) -> FastAPI:
-    """The app for `settings`: its model loaded (unless `predictor` is given) and warmed up."""
+    """The app for `settings`: its model loaded (unless `predictor` is given), warmed up once it starts."""
     settings.check()  # a bad limit is one line before the model takes seconds to load
     predictor = predictor if predictor is not None else load_serving_predictor(settings)
-    warm_up(predictor)
     return create_app(predictor, settings)
 
 

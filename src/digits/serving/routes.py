@@ -11,7 +11,8 @@
 - ``POST /v1/read``: the number in a picture (multipart field ``file``, or
   the raw bytes of an image file), as :func:`digits.inference.read_number`
   reads it: ``{"number", "complete", "rows", "digits", "model"}``.
-- ``GET /v1/health``, ``GET /v1/model``.
+- ``GET /v1/health`` (liveness: 200 while the process answers), ``GET /v1/ready``
+  (readiness: 200 once the model is warmed up, 503 before), ``GET /v1/model``.
 - ``GET /``: the page (its script and style sheet are under ``/static``).
 
 Uploads are decoded by :func:`digits.vision.decode_image`, which shares
@@ -157,6 +158,15 @@ async def read(request: Request, service: ServiceDep):
 @api.get("/health", response_model=HealthResponse, tags=["service"])
 async def health(service: ServiceDep):
     return HealthResponse(status="ok", model=service.predictor.name, runtime=service.runtime)
+
+
+@api.get("/ready", response_model=HealthResponse, tags=["service"],
+         responses={503: {"model": ErrorResponse, "description": "the model is still warming up"}})
+async def ready(request: Request, service: ServiceDep):
+    """200 once the model is loaded and warmed up (a readiness probe), 503 `not_ready` before."""
+    if not request.app.state.ready.is_set():
+        raise ApiError(503, "not_ready", "the model is warming up; ask again in a moment")
+    return HealthResponse(status="ready", model=service.predictor.name, runtime=service.runtime)
 
 
 @api.get("/model", response_model=ModelInfo, tags=["service"])

@@ -3,13 +3,22 @@
 Everything that can fail with one line (a missing run, no model at all, an
 ONNX export) is checked here, before uvicorn starts, so that a mistake is not
 a traceback in every worker process.
+
+On SIGTERM uvicorn stops accepting connections, lets the requests in flight
+finish (for at most `graceful_timeout` seconds, then cancels them) and the
+process exits 0: a stop asked for is not an error.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-import sys
+import signal
+import threading
 
+from digits.errors import DigitsError
+from digits.inference import ImagePredictor
+from digits.serving import logs, metrics
 from digits.serving.app import app_for
 from digits.serving.settings import ServeSettings
 
@@ -17,15 +26,25 @@ FACTORY = "digits.serving.app:factory"
 """The import string uvicorn's worker processes build the app from (each loads the model once)."""
 
 
-def serve(settings: ServeSettings, *, host: str, port: int, workers: int, log_level: str) -> None:
-    """Serve `settings`'s model on `host`:`port` until interrupted.
+def serve(settings: ServeSettings, *, host: str, port: int, workers: int, log_level: str,
+          predictor: ImagePredictor | None = None) -> None:
+    """Serve `settings`'s model on `host`:`port` until interrupted or terminated.
 
     One worker loads the model in this process (so its errors are one line);
     several get `settings` through environment variables and each builds its
     app with :func:`digits.serving.app.factory`.  ``runtime="onnx"`` serves
     RUN_DIR/export/model.onnx when it is up to date, else exports first.
+    `predictor`, for one worker, serves that instead of loading a model.
+    The settings' `log_format` (:mod:`digits.serving.logs`) and
+    `graceful_timeout` (how long SIGTERM waits for requests in flight) are uvicorn's.
     """
     import uvicorn
+
+    settings.check()
+    options = {"log_config": logs.log_config(settings.log_format, log_level), "access_log": False,
+               "timeout_graceful_shutdown": settings.graceful_timeout}
+    if predictor is not None and workers != 1:
+        raise DigitsError("a predictor object can be served by one worker only")
 
     from digits.inference import bundled_run_dir
     from digits.runs import Run
@@ -39,18 +58,39 @@ def serve(settings: ServeSettings, *, host: str, port: int, workers: int, log_le
         settings.onnx_path = str(ensure_onnx(settings.model))
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
     if workers == 1:
-        app = app_for(settings)  # the model loads here: its errors are one line too
+        app = app_for(settings, predictor)  # the model loads here: its errors are one line too
         service = app.state.service
-        print(f"digits serve: model {service.predictor.name} ({service.runtime}) "
-              f"on {url}  (API docs: {url}docs)", file=sys.stderr, flush=True)
-        uvicorn.run(app, host=host, port=port, log_level=log_level)
+        logs.announce(f"digits serve: model {service.predictor.name} ({service.runtime}) "
+                      f"on {url}  (API docs: {url}docs)", settings.log_format)
+        with _sigterm_is_a_clean_stop():
+            uvicorn.run(app, host=host, port=port, log_level=log_level, **options)
         return
     if settings.model is None:
         bundled_run_dir()  # no model at all is one line here, not a crash in every worker
     os.environ.update(settings.to_env())
-    print(f"digits serve: {workers} workers on {url}  (API docs: {url}docs)", file=sys.stderr, flush=True)
-    _serve_workers(uvicorn.Config(FACTORY, factory=True, workers=workers,
-                                  host=host, port=port, log_level=log_level))
+    logs.announce(f"digits serve: {workers} workers on {url}  (API docs: {url}docs)", settings.log_format)
+    with metrics.shared_between_workers():
+        _serve_workers(uvicorn.Config(FACTORY, factory=True, workers=workers,
+                                      host=host, port=port, log_level=log_level, **options))
+
+
+@contextlib.contextmanager
+def _sigterm_is_a_clean_stop():
+    """Around uvicorn.run: SIGTERM, once uvicorn has shut down gracefully, ends the process with 0.
+
+    uvicorn catches SIGTERM, shuts down, then raises the signal again for the
+    handler it found, which in the CLI is :mod:`digits.interrupts`'s (exit
+    143); here that handler does nothing, since the stop is already done.
+    Ctrl-C keeps the CLI's handler (exit 130).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _serve_workers(config) -> None:

@@ -18,6 +18,7 @@ from anyio import CapacityLimiter, to_thread
 from digits.datasets.arrays import MNIST_SIDE
 from digits.errors import DigitsError
 from digits.inference import ImagePredictor, Prediction, read_number, recognize
+from digits.serving import metrics
 from digits.serving.body import Upload
 from digits.serving.schemas import InputFormat, ModelInfo, PredictionResponse
 from digits.serving.settings import ServeSettings
@@ -60,10 +61,16 @@ class Service:
         return item
 
     def _recognize(self, items: list[Upload | np.ndarray]) -> list[Prediction]:
-        return recognize(self.predictor, [self._decode(item) for item in items], threshold=self.threshold)
+        predictions = recognize(self.predictor, [self._decode(item) for item in items], threshold=self.threshold)
+        if self.settings.metrics:
+            metrics.count_answers((p.label, p.reason) for p in predictions)
+        return predictions
 
     def _read(self, upload: Upload) -> dict:
-        return read_number(self.predictor, self._decode(upload), threshold=self.threshold)
+        answer = read_number(self.predictor, self._decode(upload), threshold=self.threshold)
+        if self.settings.metrics:
+            metrics.count_answers((d["label"], d.get("reason")) for d in answer["digits"])
+        return answer
 
     async def recognize(self, items: list[Upload | np.ndarray]) -> list[Prediction]:
         """Decode the uploads and recognize everything, in a worker thread."""

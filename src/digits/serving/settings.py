@@ -43,6 +43,15 @@ class ServeSettings:
     """Requests decoded and classified at once (bounds the memory big photos take); None: the CPU count, at least 2."""
     micro_batch: bool = False
     """Run the model calls of requests that arrive together as one batch (see :mod:`digits.serving.batching`)."""
+    metrics: bool = True
+    """Count requests, answers and model calls, and serve them at ``GET /metrics`` (:mod:`digits.serving.metrics`)."""
+    access_log: bool = True
+    """Log one line per request (:mod:`digits.serving.access`); ``--log-level warning`` hides it too."""
+    log_format: str = "text"
+    """``text`` or ``json`` (one object a line, for log collectors): every log line (:mod:`digits.serving.logs`)."""
+    graceful_timeout: float = 10.0
+    """On SIGTERM, the seconds requests in flight may take to finish before they are cancelled and
+    the process exits (a Kubernetes pod gets 30 s between SIGTERM and SIGKILL)."""
 
     ENV_PREFIX: ClassVar[str] = "DIGITS_SERVE_"
 
@@ -52,6 +61,10 @@ class ServeSettings:
             raise DigitsError("max upload size and max batch must be at least 1")
         if self.threshold is not None and not 0 <= self.threshold <= 1:
             raise DigitsError(f"threshold must be between 0 and 1, got {self.threshold}")
+        if self.log_format not in ("text", "json"):
+            raise DigitsError(f"unknown log format {self.log_format!r}; choose text or json")
+        if not self.graceful_timeout > 0:
+            raise DigitsError(f"the graceful shutdown timeout must be positive, got {self.graceful_timeout}")
 
     def to_env(self) -> dict[str, str]:
         """Every field as an environment variable (None as the empty string)."""
