@@ -6,13 +6,22 @@ single-image POST /v1/predict requests from `--concurrency` client threads
 (each with its own keep-alive connection), stopping early only at
 `--time-cap` seconds.  Prints, per configuration: throughput, latency
 p50/p95/p99/max, the error count (any non-200 answer or failed request; must
-be 0), how many answers were the true digit, and the server's memory (RSS of
-the server and its worker processes) before and after the load, and its peak.
+be 0), how many answers were the true digit, how many requests the server's
+own GET /metrics counted meanwhile (must be every one), and the server's
+memory (RSS of the server and its worker processes) before and after the
+load, and its peak.
 
     python benchmarks/serve_load.py [--model RUN_DIR] [--runtime keras onnx] [--requests 2000]
                                     [--concurrency 8] [--payload png|photo|pixels] [--workers 1]
                                     [--micro-batch] [--time-cap 300] [--data-dir DIR] [--json]
+                                    [--observability [--repeat 2]]
     python benchmarks/serve_load.py --forward [--model RUN_DIR]   # model call alone, Keras vs ONNX Runtime
+
+`--observability` serves each runtime twice, alternately (`--repeat`
+times): with the metrics and the access log on, the access log written to
+a file at `--log-level info` (what a deployment pays), and with
+`--no-metrics --no-access-log`: their cost in requests/s.  Other runs keep
+the defaults (metrics on) at `--log-level warning`, which hides the access log.
 
 Without --model it trains a small model first (mlp on 3,000 images, 2
 epochs: the answers' accuracy does not matter for the timing); `--model
@@ -108,10 +117,15 @@ def _train_small(data_dir: str | None, folder: Path) -> str:
     return str(folder / "mlp")
 
 
-def _start_server(model: str | None, runtime: str, workers: int, micro_batch: bool, log: Path):
+OBSERVABILITY = {"on": ["--log-level", "info"], "off": ["--no-metrics", "--no-access-log"]}
+"""`digits serve` flags with the metrics and the access log on (logged to the log file) and off."""
+
+
+def _start_server(model: str | None, runtime: str, workers: int, micro_batch: bool, log: Path,
+                  flags: list[str]):
     port = _free_port()
     args = [sys.executable, "-m", "digits.cli", "serve", "--host", HOST, "--port", str(port),
-            "--runtime", runtime, "--workers", str(workers), "--log-level", "warning"]
+            "--runtime", runtime, "--workers", str(workers), *flags]
     if model is not None:
         args += ["--model", model]
     if micro_batch:
@@ -137,6 +151,19 @@ def _start_server(model: str | None, runtime: str, workers: int, micro_batch: bo
     if workers > 1:
         time.sleep(5)  # every worker answering: health only proves one
     return proc, url
+
+
+def _counted(url: str) -> float | None:
+    """How many POST /v1/predict the server's GET /metrics has counted as answered (None: no metrics)."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    r = httpx.get(f"{url}/metrics", timeout=30)
+    if r.status_code == 404:
+        return None
+    wanted = {"method": "POST", "route": "/v1/predict", "status": "200"}
+    return sum(s.value for family in text_string_to_metric_families(r.text) for s in family.samples
+               if s.name == "digits_http_requests_total" and s.labels == wanted)
 
 
 def _load(url: str, payloads, requests: int, concurrency: int, time_cap: float) -> dict:
@@ -239,6 +266,10 @@ def forward_latency(model: str, data_dir: str | None, calls: int = 5000) -> list
     return rows
 
 
+def _observed(row: dict) -> str:
+    return row["observability"] or "metrics on, log hidden"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", help="RUN_DIR, or 'bundled' (default: train a small model first)")
@@ -252,6 +283,9 @@ def main() -> int:
     parser.add_argument("--time-cap", type=float, default=300, help="seconds; stop early past this")
     parser.add_argument("--data-dir", default=os.environ.get("DIGITS_DATA_DIR"))
     parser.add_argument("--json", action="store_true", help="print one JSON object per configuration")
+    parser.add_argument("--observability", action="store_true",
+                        help="each runtime with the metrics and the access log on and off: their cost")
+    parser.add_argument("--repeat", type=int, default=1, help="with --observability: the on/off pairs per runtime")
     parser.add_argument("--forward", action="store_true",
                         help="instead: single-image latency of the model call, Keras (JAX) vs ONNX Runtime")
     args = parser.parse_args()
@@ -272,20 +306,37 @@ def main() -> int:
         model = None if args.model == "bundled" else args.model or _train_small(args.data_dir, tmp)
         payloads = _payloads(args.payload, args.data_dir)
         rows = []
-        for runtime in args.runtime:
-            proc, url = _start_server(model, runtime, args.workers, args.micro_batch, tmp / f"{runtime}.log")
+        configs = [(runtime, None) for runtime in args.runtime]
+        if args.observability:
+            configs = [(runtime, state) for _ in range(args.repeat) for runtime in args.runtime
+                       for state in ("on", "off")]
+        for n, (runtime, observed) in enumerate(configs):
+            flags = OBSERVABILITY[observed] if observed else ["--log-level", "warning"]
+            proc, url = _start_server(model, runtime, args.workers, args.micro_batch, tmp / f"{n}-{runtime}.log",
+                                      flags)
             try:
                 _load(url, payloads, args.warmup, args.concurrency, 60)
                 before, _ = _tree_rss(proc.pid)
+                counted = _counted(url)
                 result = _load(url, payloads, args.requests, args.concurrency, args.time_cap)
                 after, peak = _tree_rss(proc.pid)
+                if counted is not None:
+                    result["counted"] = _counted(url) - counted
+                    if result["counted"] != result["requests"] - result["errors"]:
+                        result["errors"] += 1
+                        result["error_kinds"].append(f"/metrics counted {result['counted']:g}")
             finally:
                 proc.terminate()
                 try:
                     proc.wait(timeout=20)
                 except subprocess.TimeoutExpired:
                     proc.kill()
-            result.update(runtime=runtime, payload=args.payload, concurrency=args.concurrency,
+            if observed == "on":  # the access log has a line for every request, the warm-up's too
+                logged = (tmp / f"{n}-{runtime}.log").read_text().count(" digits.access: request ")
+                if logged < result["requests"]:
+                    result["errors"] += 1
+                    result["error_kinds"].append(f"{logged} access-log lines")
+            result.update(runtime=runtime, observability=observed, payload=args.payload, concurrency=args.concurrency,
                           workers=args.workers, micro_batch=args.micro_batch,
                           rss_before_mb=round(before / 2**20, 1), rss_after_mb=round(after / 2**20, 1),
                           rss_peak_mb=round(peak / 2**20, 1))
@@ -297,16 +348,17 @@ def main() -> int:
         print(f"\n{args.requests} requests, {args.concurrency} concurrent, payload {args.payload}, "
               f"{args.workers} worker(s){', micro-batching' if args.micro_batch else ''}, "
               f"{os.cpu_count()} CPUs (client and server share them)\n")
-        print("| runtime | req/s | p50 ms | p95 ms | p99 ms | max ms | errors | correct | "
-              "RSS before MB | RSS after MB | peak MB |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        print("| runtime | metrics + access log | req/s | p50 ms | p95 ms | p99 ms | max ms | errors | correct | "
+              "counted by /metrics | RSS before MB | RSS after MB | peak MB |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in rows:
-            print(f"| {r['runtime']} | {r['throughput_rps']} | {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} | "
-                  f"{r['max_ms']} | {r['errors']} | {r['correct']}/{r['requests']} | {r['rss_before_mb']} | "
-                  f"{r['rss_after_mb']} | {r['rss_peak_mb']} |")
+            counted = f"{r['counted']:g}" if "counted" in r else "-"
+            print(f"| {r['runtime']} | {_observed(r)} | {r['throughput_rps']} | {r['p50_ms']} | {r['p95_ms']} | "
+                  f"{r['p99_ms']} | {r['max_ms']} | {r['errors']} | {r['correct']}/{r['requests']} | {counted} | "
+                  f"{r['rss_before_mb']} | {r['rss_after_mb']} | {r['rss_peak_mb']} |")
     bad = [r for r in rows if r["errors"] or r["capped"]]
     for r in bad:
-        print(f"{r['runtime']}: {r['errors']} errors {r['error_kinds']}"
+        print(f"{r['runtime']} ({_observed(r)}): {r['errors']} errors {r['error_kinds']}"
               f"{', stopped at the time cap' if r['capped'] else ''}", file=sys.stderr)
     return 1 if bad else 0
 

@@ -8,6 +8,9 @@
 - :mod:`~digits.serving.errors`: every error as JSON ``{"error", "detail"}``;
 - :mod:`~digits.serving.service`: the predictor, the worker threads, the library calls behind each route;
 - :mod:`~digits.serving.batching`: micro-batching concurrent requests' model calls;
+- :mod:`~digits.serving.metrics`: ``GET /metrics`` (Prometheus) and the counts behind it;
+- :mod:`~digits.serving.access`: every request's id, access-log line and counts (a middleware);
+- :mod:`~digits.serving.logs`: the log lines, text or JSON;
 - :mod:`~digits.serving.server`: :func:`serve`, the start-up ``digits serve`` calls once its flags are read.
 
 Importing this package is cheap: FastAPI is imported with the first name
