@@ -5,23 +5,28 @@ port), answers `--warmup` requests that are not counted, then `--requests`
 single-image POST /v1/predict requests from `--concurrency` client threads
 (each with its own keep-alive connection), stopping early only at
 `--time-cap` seconds.  Prints, per configuration: throughput, latency
-p50/p95/p99/max, the error count (any non-200 answer or failed request; must
-be 0), how many answers were the true digit, how many requests the server's
-own GET /metrics counted meanwhile (must be every one), and the server's
-memory (RSS of the server and its worker processes) before and after the
-load, and its peak.
+p50/p95/p99/max, the CPU time the server used per request, the error count
+(any non-200 answer or failed request; must be 0), how many answers were
+the true digit, how many requests the server's own GET /metrics counted
+meanwhile (must be every one), and the server's memory (RSS of the server
+and its worker processes) before and after the load, and its peak.
 
     python benchmarks/serve_load.py [--model RUN_DIR] [--runtime keras onnx] [--requests 2000]
                                     [--concurrency 8] [--payload png|photo|pixels] [--workers 1]
                                     [--micro-batch] [--time-cap 300] [--data-dir DIR] [--json]
                                     [--observability [--repeat 2]]
     python benchmarks/serve_load.py --forward [--model RUN_DIR]   # model call alone, Keras vs ONNX Runtime
+    python benchmarks/serve_load.py --overhead   # the request-id, metrics and access-log middleware alone
 
 `--observability` serves each runtime twice, alternately (`--repeat`
 times): with the metrics and the access log on, the access log written to
 a file at `--log-level info` (what a deployment pays), and with
 `--no-metrics --no-access-log`: their cost in requests/s.  Other runs keep
 the defaults (metrics on) at `--log-level warning`, which hides the access log.
+`--overhead` times the middleware that does that work
+(digits.serving.access) in this process, around an app that answers at
+once: microseconds per request, the best of several rounds, so that other
+load on the machine counts less than it does over HTTP.
 
 Without --model it trains a small model first (mlp on 3,000 images, 2
 epochs: the answers' accuracy does not matter for the timing); `--model
@@ -58,8 +63,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _tree_rss(pid: int) -> tuple[int, int]:
-    """(RSS, peak RSS) in bytes of a process and all its descendants, from /proc."""
+def _tree(pid: int) -> list[int]:
+    """A process and all its descendants, from /proc."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -68,11 +73,18 @@ def _tree_rss(pid: int) -> tuple[int, int]:
             except (OSError, IndexError, ValueError):
                 continue
             children.setdefault(ppid, []).append(int(entry.name))
-    rss = peak = 0
-    todo = [pid]
+    found, todo = [], [pid]
     while todo:
         p = todo.pop()
+        found.append(p)
         todo.extend(children.get(p, []))
+    return found
+
+
+def _tree_rss(pid: int) -> tuple[int, int]:
+    """(RSS, peak RSS) in bytes of a process and all its descendants, from /proc."""
+    rss = peak = 0
+    for p in _tree(pid):
         try:
             status = Path(f"/proc/{p}/status").read_text()
         except OSError:
@@ -81,6 +93,22 @@ def _tree_rss(pid: int) -> tuple[int, int]:
         rss += int(fields.get("VmRSS", "0 kB").split()[0]) * 1024
         peak += int(fields.get("VmHWM", "0 kB").split()[0]) * 1024
     return rss, peak
+
+
+def _tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process and all its descendants have used, from /proc.
+
+    Unlike requests/s, this counts only the server's own work, so it varies less when
+    other programs share the cores.
+    """
+    ticks = 0
+    for p in _tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _payloads(kind: str, data_dir: str | None, n: int = 500):
@@ -270,6 +298,49 @@ def _observed(row: dict) -> str:
     return row["observability"] or "metrics on, log hidden"
 
 
+def middleware_overhead(calls: int = 20000, rounds: int = 7) -> list[dict]:
+    """Microseconds per request of digits.serving.access around an ASGI app that answers at once."""
+    import asyncio
+    import logging.config
+
+    from digits.serving import logs
+    from digits.serving.access import AccessMiddleware
+
+    config = logs.log_config("json", "info")
+    config["handlers"]["stderr"] = {"class": "logging.FileHandler", "filename": os.devnull, "formatter": "digits"}
+    logging.config.dictConfig(config)  # the access log formatted as JSON and written (to /dev/null)
+
+    async def answer(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    scope = {"type": "http", "http_version": "1.1", "method": "POST", "path": "/v1/predict",
+             "raw_path": b"/v1/predict", "query_string": b"", "headers": [(b"host", b"bench")],
+             "client": (HOST, 50000), "server": (HOST, 8000)}
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        pass
+
+    async def per_request(app) -> float:
+        best = float("inf")
+        for _ in range(rounds):
+            started = time.perf_counter()
+            for _ in range(calls):
+                await app(dict(scope), receive, send)
+            best = min(best, (time.perf_counter() - started) / calls)
+        return best * 1e6
+
+    apps = {"no middleware": answer,
+            "request id only (--no-metrics --no-access-log)": AccessMiddleware(answer, access_log=False, count=False),
+            "+ metrics (--no-access-log)": AccessMiddleware(answer, access_log=False, count=True),
+            "+ metrics and the access log (the default)": AccessMiddleware(answer, access_log=True, count=True)}
+    return [{"middleware": name, "us_per_request": round(asyncio.run(per_request(app)), 1)}
+            for name, app in apps.items()]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", help="RUN_DIR, or 'bundled' (default: train a small model first)")
@@ -286,9 +357,19 @@ def main() -> int:
     parser.add_argument("--observability", action="store_true",
                         help="each runtime with the metrics and the access log on and off: their cost")
     parser.add_argument("--repeat", type=int, default=1, help="with --observability: the on/off pairs per runtime")
+    parser.add_argument("--overhead", action="store_true",
+                        help="instead: microseconds per request of the request-id, metrics and access-log middleware")
     parser.add_argument("--forward", action="store_true",
                         help="instead: single-image latency of the model call, Keras (JAX) vs ONNX Runtime")
     args = parser.parse_args()
+
+    if args.overhead:
+        rows = middleware_overhead()
+        print("| middleware around an app that answers at once | µs per request (best of 7 × 20,000) |")
+        print("|---|---|")
+        for r in rows:
+            print(f"| {r['middleware']} | {r['us_per_request']} |")
+        return 0
 
     if args.forward:
         with tempfile.TemporaryDirectory(prefix="digits-serve-load-") as tmp:
@@ -318,7 +399,9 @@ def main() -> int:
                 _load(url, payloads, args.warmup, args.concurrency, 60)
                 before, _ = _tree_rss(proc.pid)
                 counted = _counted(url)
+                cpu = _tree_cpu(proc.pid)
                 result = _load(url, payloads, args.requests, args.concurrency, args.time_cap)
+                result["server_cpu_ms"] = round((_tree_cpu(proc.pid) - cpu) * 1000 / result["requests"], 2)
                 after, peak = _tree_rss(proc.pid)
                 if counted is not None:
                     result["counted"] = _counted(url) - counted
@@ -348,12 +431,13 @@ def main() -> int:
         print(f"\n{args.requests} requests, {args.concurrency} concurrent, payload {args.payload}, "
               f"{args.workers} worker(s){', micro-batching' if args.micro_batch else ''}, "
               f"{os.cpu_count()} CPUs (client and server share them)\n")
-        print("| runtime | metrics + access log | req/s | p50 ms | p95 ms | p99 ms | max ms | errors | correct | "
-              "counted by /metrics | RSS before MB | RSS after MB | peak MB |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        print("| runtime | metrics + access log | req/s | server CPU ms per request | p50 ms | p95 ms | p99 ms | "
+              "max ms | errors | correct | counted by /metrics | RSS before MB | RSS after MB | peak MB |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in rows:
             counted = f"{r['counted']:g}" if "counted" in r else "-"
-            print(f"| {r['runtime']} | {_observed(r)} | {r['throughput_rps']} | {r['p50_ms']} | {r['p95_ms']} | "
+            print(f"| {r['runtime']} | {_observed(r)} | {r['throughput_rps']} | {r['server_cpu_ms']} | "
+                  f"{r['p50_ms']} | {r['p95_ms']} | "
                   f"{r['p99_ms']} | {r['max_ms']} | {r['errors']} | {r['correct']}/{r['requests']} | {counted} | "
                   f"{r['rss_before_mb']} | {r['rss_after_mb']} | {r['rss_peak_mb']} |")
     bad = [r for r in rows if r["errors"] or r["capped"]]

@@ -7,6 +7,7 @@ on 127.0.0.1 (a free port each), with bounded waits and request counts.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -26,7 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from digits.errors import DigitsError
 from digits.serving import ServeSettings, create_app
-from digits.serving.logs import JsonFormatter, TextFormatter, request_id
+from digits.serving.logs import FORMATTERS, JsonFormatter, TextFormatter, request_id
 from helpers import exit_code, free_port
 
 HOST = "127.0.0.1"
@@ -157,8 +158,6 @@ def test_metrics_count_answers_abstentions_and_model_calls(client):
 
 
 def test_read_counts_each_digit(client):
-    import io
-
     from PIL import Image
 
     page = Image.new("L", (120, 60), 255)
@@ -215,6 +214,30 @@ def test_one_access_line_per_request_with_its_id(client, caplog):
     assert ids[1] == "r-2"
 
 
+def test_an_unexpected_error_carries_the_request_id_too(caplog):
+    class Broken(Fake):
+        def probabilities(self, images):
+            raise RuntimeError("no such kernel")
+
+    lines = io.StringIO()
+    handler = logging.StreamHandler(lines)
+    handler.setFormatter(TextFormatter())  # formats as the record is logged, in the request's context
+    logger = logging.getLogger("digits")
+    logger.addHandler(handler)
+    try:
+        with TestClient(create_app(Broken()), raise_server_exceptions=False) as c:
+            with caplog.at_level(logging.INFO, logger="digits"):
+                r = c.post("/v1/predict", json={"pixels": digit()}, headers={"X-Request-ID": "boom-1"})
+    finally:
+        logger.removeHandler(handler)
+    assert r.status_code == 500 and r.headers["x-request-id"] == "boom-1"
+    (line,) = [r for r in caplog.records if r.name == "digits.access"]
+    assert line.fields["status"] == 500 and line.fields["request_id"] == "boom-1"
+    # The traceback's line names the request.
+    assert re.search(r"ERROR digits.serving: unexpected error answering POST /v1/predict request_id=boom-1\n"
+                     r"Traceback", lines.getvalue())
+
+
 def test_warm_up_failure_leaves_the_server_unready(caplog):
     class Broken(Fake):
         def probabilities(self, images):
@@ -241,6 +264,7 @@ def test_log_formats_carry_the_same_fields():
     assert (doc["method"], doc["path"], doc["status"], doc["request_id"]) == ("GET", "/a b", 200, "rid-1")
     assert doc["time"].endswith("Z") and isinstance(doc["pid"], int)
     assert text.endswith(' INFO digits.access: request method=GET path="/a b" status=200 request_id=rid-1')
+    assert set(FORMATTERS) == set(ServeSettings.LOG_FORMATS)  # one formatter for each format the flag offers
 
 
 # ---------------------------------------------------------------------------

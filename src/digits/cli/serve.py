@@ -37,7 +37,7 @@ def add_parser(subparsers) -> None:
                         "(no faster on a CPU, where the model call is 2%% of a request)")
     p.add_argument("--log-level", choices=("critical", "error", "warning", "info", "debug"), default="info",
                    help="uvicorn's log level; warning and above hide the access log (default: %(default)s)")
-    p.add_argument("--log-format", choices=("text", "json"), default=defaults.log_format,
+    p.add_argument("--log-format", choices=ServeSettings.LOG_FORMATS, default=defaults.log_format,
                    help="text, or json: one JSON object a line for log collectors (default: %(default)s)")
     p.add_argument("--no-access-log", dest="access_log", action="store_false", default=defaults.access_log,
                    help="no log line per request")

@@ -1,10 +1,10 @@
 """Every request: a request id, one access-log line and its count in the metrics (an ASGI middleware).
 
 The id is the client's ``X-Request-ID`` when it is a sane one (1..128 of
-letters, digits and ``._:/+=-``, as UUIDs and trace ids are), else a fresh
-UUID; it goes back in the answer's ``X-Request-ID`` header, into the access
-line and into every line logged while the request is answered
-(:data:`digits.serving.logs.request_id`).  A bad incoming id is replaced,
+letters, digits and ``._:/+=-``, as UUIDs and trace ids are), else 32 fresh
+random hex digits; it goes back in the answer's ``X-Request-ID`` header,
+into the access line and into every line logged while the request is
+answered (:data:`digits.serving.logs.request_id`).  A bad incoming id is replaced,
 never echoed, so a client cannot write into the logs.
 
 The access line (logger ``digits.access``, at INFO) is written once the
@@ -17,9 +17,9 @@ Starlette's ``BaseHTTPMiddleware``: it adds no task or stream per request.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-import uuid
 
 from digits.serving import logs, metrics
 
@@ -48,7 +48,7 @@ class AccessMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        rid = incoming_id(scope["headers"]) or uuid.uuid4().hex
+        rid = incoming_id(scope["headers"]) or os.urandom(16).hex()  # 128 random bits, as uuid4 at a sixth of its cost
         # Each request runs in its own task, so the id cannot leak to the next one; it is
         # left set after an error for the traceback that Starlette logs further out.
         logs.request_id.set(rid)

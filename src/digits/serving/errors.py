@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from digits.errors import DigitsError
+from digits.serving.logs import request_id
 
 log = logging.getLogger("digits.serving")
 
@@ -84,7 +85,10 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
     log.error("unexpected error answering %s %s", request.method, request.url.path,
               exc_info=(type(exc), exc, exc.__traceback__))
-    return error_response(500, "internal_error", "the server failed to answer this request; the error was logged")
+    # Answered outside the access middleware (Starlette's outermost layer), so the id is added here.
+    rid = request_id.get()
+    return error_response(500, "internal_error", "the server failed to answer this request; the error was logged",
+                          headers={"X-Request-ID": rid} if rid else None)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -21,8 +21,9 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import re
 import sys
-from datetime import datetime, timezone
+import time
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("digits_request_id", default=None)
 """The id of the request being answered in this context (None outside one)."""
@@ -37,14 +38,25 @@ def _fields(record: logging.LogRecord) -> dict:
     return fields
 
 
+_second: tuple[int, str] = (-1, "")
+"""The last second formatted, and its text: the lines of one second share it."""
+
+
 def _time(record: logging.LogRecord) -> str:
-    stamp = datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds")
-    return stamp.replace("+00:00", "Z")
+    """ISO 8601 in UTC to the millisecond: ``2026-01-02T03:04:05.678Z``."""
+    global _second
+    second = int(record.created)
+    if _second[0] != second:
+        _second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return f"{_second[1]}.{int(record.msecs):03d}Z"
+
+
+_PLAIN = re.compile(r'[^\s"=\\]+')
 
 
 def _logfmt(value) -> str:
     text = str(value)
-    return json.dumps(text) if not text or any(c in text for c in ' "=\\') else text
+    return text if _PLAIN.fullmatch(text) else json.dumps(text)
 
 
 class TextFormatter(logging.Formatter):
@@ -70,7 +82,7 @@ class JsonFormatter(logging.Formatter):
 
 
 FORMATTERS = {"text": TextFormatter, "json": JsonFormatter}
-"""By ``ServeSettings.log_format``, whose check names the same two."""
+"""By ``ServeSettings.log_format`` (one of ``ServeSettings.LOG_FORMATS``)."""
 
 
 def log_config(log_format: str, log_level: str) -> dict:

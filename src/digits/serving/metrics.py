@@ -26,6 +26,7 @@ out then, as prometheus-client does.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import tempfile
@@ -71,10 +72,15 @@ BATCH_SIZE = Histogram("digits_model_batch_size", "Images in one model call",
 
 
 def observe_request(method: str, route: str, status: int, seconds: float) -> None:
-    method = method if method in METHODS else "other"
+    count, duration = _request_series(method if method in METHODS else "other", route, status)
+    count.inc()
+    duration.observe(seconds)
+
+
+@functools.cache  # the labels are few (see above); looking a series up by its labels costs more than counting
+def _request_series(method: str, route: str, status: int):
     labels = (method, route, str(status))
-    REQUESTS.labels(*labels).inc()
-    REQUEST_SECONDS.labels(*labels).observe(seconds)
+    return REQUESTS.labels(*labels), REQUEST_SECONDS.labels(*labels)
 
 
 def route_of(scope: dict) -> str:

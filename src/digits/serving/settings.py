@@ -54,6 +54,7 @@ class ServeSettings:
     the process exits (a Kubernetes pod gets 30 s between SIGTERM and SIGKILL)."""
 
     ENV_PREFIX: ClassVar[str] = "DIGITS_SERVE_"
+    LOG_FORMATS: ClassVar[tuple[str, ...]] = ("text", "json")
 
     def check(self) -> None:
         """Refuse limits that would make every request fail, with one line."""
@@ -61,8 +62,8 @@ class ServeSettings:
             raise DigitsError("max upload size and max batch must be at least 1")
         if self.threshold is not None and not 0 <= self.threshold <= 1:
             raise DigitsError(f"threshold must be between 0 and 1, got {self.threshold}")
-        if self.log_format not in ("text", "json"):
-            raise DigitsError(f"unknown log format {self.log_format!r}; choose text or json")
+        if self.log_format not in self.LOG_FORMATS:
+            raise DigitsError(f"unknown log format {self.log_format!r}; choose {' or '.join(self.LOG_FORMATS)}")
         if not self.graceful_timeout > 0:
             raise DigitsError(f"the graceful shutdown timeout must be positive, got {self.graceful_timeout}")
 
