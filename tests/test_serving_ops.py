@@ -45,6 +45,13 @@ class Fake:
         return out
 
 
+class Broken(Fake):
+    """A predictor whose every call fails."""
+
+    def probabilities(self, images):
+        raise RuntimeError("no such kernel")
+
+
 def digit() -> list:
     """28×28 JSON pixels holding a bar of ink: something to recognize."""
     x = np.zeros((28, 28), np.uint8)
@@ -96,6 +103,11 @@ def stop(proc: subprocess.Popen) -> int:
         proc.kill()
         proc.wait()
         pytest.fail(f"the server did not exit within {WAIT} s of SIGTERM")
+
+
+@pytest.fixture(scope="module")
+def run(tiny_mlp_run):
+    return tiny_mlp_run
 
 
 @pytest.fixture
@@ -215,10 +227,6 @@ def test_one_access_line_per_request_with_its_id(client, caplog):
 
 
 def test_an_unexpected_error_carries_the_request_id_too(caplog):
-    class Broken(Fake):
-        def probabilities(self, images):
-            raise RuntimeError("no such kernel")
-
     lines = io.StringIO()
     handler = logging.StreamHandler(lines)
     handler.setFormatter(TextFormatter())  # formats as the record is logged, in the request's context
@@ -239,10 +247,6 @@ def test_an_unexpected_error_carries_the_request_id_too(caplog):
 
 
 def test_warm_up_failure_leaves_the_server_unready(caplog):
-    class Broken(Fake):
-        def probabilities(self, images):
-            raise RuntimeError("no such kernel")
-
     with caplog.at_level(logging.ERROR, logger="digits.serving"):
         with TestClient(create_app(Broken())) as c:
             wait_for(lambda: "warming up the model failed" in caplog.text, "the warm-up's error line")
@@ -323,11 +327,6 @@ def test_several_workers_count_into_one_fresh_folder(run, monkeypatch):
     assert main(["serve", "--model", str(run.path), "--workers", "2", "--port", str(free_port())]) == 0
     (folder, fresh), = seen
     assert fresh and not folder.exists() and "PROMETHEUS_MULTIPROC_DIR" not in os.environ
-
-
-@pytest.fixture(scope="module")
-def run(tiny_mlp_run):
-    return tiny_mlp_run
 
 
 # ---------------------------------------------------------------------------
