@@ -397,6 +397,30 @@ def test_decoding_reduced():
     assert decoded_size(b"not an image") is None
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice is Linux's")
+def test_big_pictures_run_in_their_own_threads_at_a_lower_priority(mnist_data):
+    import os
+
+    seen = []
+
+    class Recording:
+        name, info, runtime, threshold = "recording", {}, "none", 0.5
+
+        def probabilities(self, x):
+            seen.append((threading.current_thread().name, os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))
+            return np.full((len(x), 10), 0.1, np.float32)
+
+    digit = mnist_data.x_test[0]
+    small = io.BytesIO()
+    Image.fromarray(255 - digit).save(small, "PNG")
+    with TestClient(create_app(Recording(), big_picture_threads=1)) as c:
+        for data in (small.getvalue(), _big_png((1200, 1000), digit)):  # 784 pixels, then 1.2 megapixels
+            assert c.post("/v1/predict", files={"file": ("d.png", data)}).status_code == 200
+    (small_thread, small_nice), (big_thread, big_nice) = seen
+    assert not small_thread.startswith("digits-big-picture") and small_nice == os.getpriority(os.PRIO_PROCESS, 0)
+    assert big_thread.startswith("digits-big-picture") and big_nice == min(19, small_nice + 10)
+
+
 def test_the_pixel_budget_lets_small_requests_pass_a_big_one_that_waits():
     budget = PixelBudget(100)
     order = []

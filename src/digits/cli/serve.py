@@ -47,6 +47,8 @@ _HARDENING = (
     ("predict_pixels", positive_int, "N", "/v1/predict decodes bigger uploads reduced to at most N pixels"),
     ("max_request_pixels", positive_int, "N", "most pixels the decoders fill for one request"),
     ("max_pixels_in_flight", positive_int, "N", "most pixels decoded at once per worker, over all requests"),
+    ("big_picture_threads", positive_int, "N", "threads per worker, of lower CPU priority, for requests with "
+                                               "a picture of a megapixel or more"),
     ("header_timeout", positive_float, "S", "seconds for a request's headers to arrive"),
     ("body_timeout", positive_float, "S", "seconds for a request's body to arrive after its headers"),
     ("keep_alive_timeout", positive_float, "S", "seconds an idle keep-alive connection stays open"),

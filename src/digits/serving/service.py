@@ -12,6 +12,8 @@ ones reduced).
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import dataclasses
 import os
 
@@ -22,7 +24,14 @@ from digits.datasets.arrays import MNIST_SIDE
 from digits.errors import DigitsError
 from digits.inference import ImagePredictor, Prediction, read_number, recognize
 from digits.serving.body import Upload, parse_json
-from digits.serving.limits import BIG_PICTURE, PixelBudget, check_request_pixels, give_memory_back, largest_picture
+from digits.serving.limits import (
+    BIG_PICTURE,
+    PixelBudget,
+    big_picture_threads,
+    check_request_pixels,
+    give_memory_back,
+    largest_picture,
+)
 from digits.serving.schemas import InputFormat, ModelInfo, PredictionResponse
 from digits.serving.settings import ServeSettings
 
@@ -40,6 +49,8 @@ class Service:
     limiter: CapacityLimiter
     budget: PixelBudget
     """The pixels decoded at once in this process (``settings.max_pixels_in_flight``)."""
+    big_pool: concurrent.futures.Executor
+    """The threads of lower CPU priority that requests with big pictures run in (``settings.big_picture_threads``)."""
 
     @classmethod
     def start(cls, predictor: ImagePredictor, settings: ServeSettings) -> Service:
@@ -51,7 +62,8 @@ class Service:
 
             predictor = BatchingPredictor(predictor)
         threads = settings.threads or max(2, os.cpu_count() or 1)
-        return cls(predictor, settings, threshold, CapacityLimiter(threads), PixelBudget(settings.max_pixels_in_flight))
+        return cls(predictor, settings, threshold, CapacityLimiter(threads), PixelBudget(settings.max_pixels_in_flight),
+                   big_picture_threads(settings.big_picture_threads))
 
     @property
     def runtime(self) -> str:
@@ -88,12 +100,15 @@ class Service:
         max_pixels = self.settings.max_pixels
         check_request_pixels(sizes, self.settings.max_request_pixels, max_pixels)
         largest = largest_picture(sizes, max_pixels)
-        try:
+        if largest < BIG_PICTURE:
             async with self.budget.hold(largest):
                 return await to_thread.run_sync(work, items, limiter=self.limiter)
+        loop = asyncio.get_running_loop()
+        try:
+            async with self.budget.hold(largest):
+                return await loop.run_in_executor(self.big_pool, work, items)
         finally:
-            if largest >= BIG_PICTURE:
-                await to_thread.run_sync(give_memory_back)
+            await loop.run_in_executor(self.big_pool, give_memory_back)
 
     async def recognize(self, items: list[Upload | np.ndarray]) -> list[Prediction]:
         """Decode the uploads and recognize everything, in a worker thread."""

@@ -40,7 +40,8 @@ class ServeSettings:
     threshold: float | None = None
     """Below this confidence a digit is "unsure"; None: the model's own (``predictor.threshold``)."""
     threads: int | None = None
-    """Requests decoded and classified at once (bounds the memory big photos take); None: the CPU count, at least 2."""
+    """Requests decoded and classified at once (those with big pictures: `big_picture_threads`); None: the CPU
+    count, at least 2."""
     micro_batch: bool = False
     """Run the model calls of requests that arrive together as one batch (see :mod:`digits.serving.batching`)."""
 
@@ -54,6 +55,9 @@ class ServeSettings:
     max_pixels_in_flight: int = 60_000_000
     """Most pixels decoded at once in a worker process, over all requests (others wait their turn):
     bounds the memory big pictures take whatever the number of cores."""
+    big_picture_threads: int = 2
+    """Requests with a picture of a megapixel or more run in these threads per worker, at a lower
+    CPU priority, not in the `threads`: however many come, small requests keep their threads and the CPU."""
 
     # Connections (digits.serving.connections: uvicorn's and h11's settings, and read deadlines)
     header_timeout: float = 10.0
@@ -100,8 +104,8 @@ class ServeSettings:
         return cls(**values)
 
 
-_POSITIVE = ("predict_pixels", "max_request_pixels", "max_pixels_in_flight", "header_timeout", "body_timeout",
-             "keep_alive_timeout", "max_connections", "max_header_bytes")
+_POSITIVE = ("predict_pixels", "max_request_pixels", "max_pixels_in_flight", "big_picture_threads",
+             "header_timeout", "body_timeout", "keep_alive_timeout", "max_connections", "max_header_bytes")
 
 
 def _parse(kind, raw: str):
