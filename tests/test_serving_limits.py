@@ -328,7 +328,9 @@ def test_errors_and_500s_say_nosniff_too():
 def test_docs_load_nothing_from_elsewhere(server):
     url, _, _ = server
     for page in ("/docs", "/redoc"):
-        html = httpx.get(url + page).text
+        r = httpx.get(url + page)
+        assert "default-src 'self'" in r.headers["content-security-policy"]
+        html = r.text
         assert "http://" not in html and "https://" not in html and '"//' not in html, page
         assets = re.findall(r'(?:src|href)="([^"]+)"', html)
         assert assets and all(a.startswith("/apidocs/") for a in assets), assets

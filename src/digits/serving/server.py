@@ -1,8 +1,8 @@
 """Starting the server: what ``digits serve`` does once its flags are read.
 
 Everything that can fail with one line (a missing run, a port in use, no
-model at all, an ONNX export) is checked here, before uvicorn starts, so that a mistake is not
-a traceback in every worker process.
+model at all, an ONNX export) is checked here, before uvicorn starts, so
+that a mistake is not a traceback in every worker process.
 """
 
 from __future__ import annotations

@@ -52,9 +52,10 @@ class ServeSettings:
     max_request_pixels: int = 100_000_000
     """Most pixels one request's uploads hold as decoded (after that reduction), checked from their
     headers before any is decoded: a few seconds of work."""
-    max_pixels_in_flight: int = 60_000_000
+    max_pixels_in_flight: int = 30_000_000
     """Most pixels decoded at once in a worker process, over all requests (others wait their turn):
-    bounds the memory big pictures take whatever the number of cores."""
+    bounds the memory big pictures take whatever the number of cores.  One 25-megapixel picture at
+    a time: /v1/read normalizes it at full size, which took 470 MB on top of the server's 350."""
     big_picture_threads: int = 2
     """Requests with a picture of a megapixel or more run in these threads per worker, at a lower
     CPU priority, not in the `threads`: however many come, small requests keep their threads and the CPU."""
