@@ -455,3 +455,21 @@ def test_settings_refuse_nonsense_and_travel_to_workers():
     settings = ServeSettings(header_timeout=2.5, max_connections=7, allowed_hosts="a.example,b.example",
                              max_request_pixels=1234)
     assert ServeSettings.from_env(settings.to_env()) == settings
+
+
+def test_the_flags_reach_the_settings_and_uvicorn(tiny_mlp_run, monkeypatch):
+    import uvicorn
+
+    from digits.cli import main
+    from digits.serving.connections import DeadlineProtocol
+
+    calls = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append((app, kw)))
+    assert main(["serve", "--model", str(tiny_mlp_run.path), "--port", str(free_port()), "--header-timeout", "3",
+                 "--body-timeout", "7", "--keep-alive-timeout", "2", "--max-connections", "9",
+                 "--max-header-bytes", "4096", "--max-request-pixels", "5000000", "--allowed-hosts", "a.example"]) == 0
+    app, kw = calls[0]
+    settings = app.state.service.settings
+    assert (settings.header_timeout, settings.max_request_pixels, settings.allowed_hosts) == (3, 5_000_000, "a.example")
+    assert (kw["timeout_keep_alive"], kw["limit_concurrency"], kw["h11_max_incomplete_event_size"]) == (2, 9, 4096)
+    assert kw["http"].func is DeadlineProtocol and kw["http"].keywords == {"header_timeout": 3, "body_timeout": 7}
