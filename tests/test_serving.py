@@ -688,7 +688,7 @@ def test_cli_serve_without_a_model_uses_the_default_or_says_so(monkeypatch, caps
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: None)
     if hasattr(inference, "BUNDLED_DIR"):
         monkeypatch.setattr(inference, "BUNDLED_DIR", tmp_path / "no-bundle")
-    code = main(["serve"])
+    code = main(["serve", "--port", str(free_port())])  # a free port: the port is checked before the model
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith("digits serve: error: ") and "--model" in err and "\n" not in err
 
