@@ -96,7 +96,12 @@ class Service:
         """Run `work(items)` in a worker thread once the pixels it decodes fit the budgets (see limits)."""
         from digits.vision.decode import decoded_size
 
-        sizes = [decoded_size(item[1], reduce_to) if isinstance(item, tuple) else None for item in items]
+        def read_sizes() -> list:
+            return [decoded_size(item[1], reduce_to) if isinstance(item, tuple) else None for item in items]
+
+        uploads = any(isinstance(item, tuple) for item in items)
+        # Headers are read in a thread too: a PNG's may hold megabytes of compressed text before its pixels.
+        sizes = await to_thread.run_sync(read_sizes, limiter=self.limiter) if uploads else [None] * len(items)
         max_pixels = self.settings.max_pixels
         check_request_pixels(sizes, self.settings.max_request_pixels, max_pixels)
         largest = largest_picture(sizes, max_pixels)
@@ -119,7 +124,7 @@ class Service:
         return await self._within_budget([upload], lambda items: self._read(items[0]), None)
 
     async def parse(self, model, body: bytes):
-        """A JSON body validated as `model`, in a worker thread: a 10 MiB body takes a second to parse."""
+        """A JSON body validated as `model`, in a worker thread, so that the event loop keeps answering."""
         return await to_thread.run_sync(parse_json, model, body, limiter=self.limiter)
 
     def answer(self, prediction: Prediction, with_image: bool) -> PredictionResponse:
