@@ -1,4 +1,4 @@
-"""The drawing page as a person uses it: the real server, headless Chromium, mouse strokes on the canvas.
+"""The drawing page and the API docs as a person uses them: the real server, headless Chromium, mouse strokes on the canvas.
 
 Needs Debian's chromium (``apt-get install chromium``) and the ``playwright``
 Python package (its own browser download is not used).  Without them the
