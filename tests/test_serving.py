@@ -612,9 +612,9 @@ def test_cli_serve_starts_uvicorn(run, monkeypatch):
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append((app, kw)))
     assert main(["serve", "--model", str(run.path), "--port", "8123", "--max-batch", "5"]) == 0
     app, kw = calls[0]
-    assert kw == {"host": "127.0.0.1", "port": 8123, "log_level": "info"}
+    assert kw.items() >= {"host": "127.0.0.1", "port": 8123, "log_level": "info"}.items()
     assert app.state.service.settings.max_batch == 5
-    with TestClient(app) as c:
+    with TestClient(app, base_url="http://127.0.0.1:8123") as c:  # the Host names the server is bound to
         assert c.get("/v1/health").json()["model"] == "mlp"
 
 
@@ -631,7 +631,7 @@ def test_serve_checks_the_run_then_starts_uvicorn(run, tmp_path, monkeypatch, ca
     assert not calls
     serve(ServeSettings(model=str(run.path), max_batch=3), host="::1", port=8124, workers=1, log_level="warning")
     app, kw = calls[0]
-    assert kw == {"host": "::1", "port": 8124, "log_level": "warning"}
+    assert kw.items() >= {"host": "::1", "port": 8124, "log_level": "warning"}.items()
     assert app.state.service.settings.max_batch == 3
     err = capsys.readouterr().err
     assert "digits serve: model mlp (keras" in err and "on http://[::1]:8124/" in err
@@ -688,7 +688,7 @@ def test_cli_serve_without_a_model_uses_the_default_or_says_so(monkeypatch, caps
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: None)
     if hasattr(inference, "BUNDLED_DIR"):
         monkeypatch.setattr(inference, "BUNDLED_DIR", tmp_path / "no-bundle")
-    code = main(["serve"])
+    code = main(["serve", "--port", str(free_port())])  # a free port: the port is checked before the model
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith("digits serve: error: ") and "--model" in err and "\n" not in err
 

@@ -9,6 +9,9 @@
 - :mod:`~digits.serving.service`: the predictor, the worker threads, the library calls behind each route;
 - :mod:`~digits.serving.batching`: micro-batching concurrent requests' model calls;
 - :mod:`~digits.serving.server`: :func:`serve`, the start-up ``digits serve`` calls once its flags are read.
+- :mod:`~digits.serving.limits`: the pixel budgets per request and per process, memory given back;
+- :mod:`~digits.serving.connections`: read deadlines, uvicorn's connection limits, the port checked first;
+- :mod:`~digits.serving.protect`: nosniff, the trusted-host check, self-hosted ``/docs`` and ``/redoc``.
 
 Importing this package is cheap: FastAPI is imported with the first name
 used from it (so ``digits serve --help`` can show the settings' defaults

@@ -7,8 +7,9 @@
 - :func:`factory` is uvicorn's ``--factory`` entry for several worker
   processes: each reads the settings from environment variables.
 
-Besides the routes: ``/static/...`` (the page's script and style sheet) and
-FastAPI's ``/openapi.json``, ``/docs`` and ``/redoc``.
+Besides the routes: ``/static/...`` (the page's script and style sheet),
+FastAPI's ``/openapi.json``, and ``/docs`` and ``/redoc`` with their assets
+under ``/apidocs/`` (:mod:`digits.serving.protect`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from digits.errors import DigitsError
 from digits.inference import ImagePredictor
 from digits.serving import routes
 from digits.serving.errors import install_error_handlers
+from digits.serving.protect import protect
 from digits.serving.schemas import BatchPixelsRequest, PixelsRequest
 from digits.serving.service import Service
 from digits.serving.settings import ServeSettings
@@ -45,13 +47,15 @@ def create_app(predictor: ImagePredictor, settings: ServeSettings | None = None,
     from digits import __version__
 
     settings = dataclasses.replace(settings or ServeSettings(), **changes)
-    app = FastAPI(title="Digits", version=__version__, description=DESCRIPTION)
+    app = FastAPI(title="Digits", version=__version__, description=DESCRIPTION,
+                  docs_url=None, redoc_url=None)  # self-hosted by protect()
     app.state.service = Service.start(predictor, settings)  # what the routes use, settings included
     install_error_handlers(app)
     app.include_router(routes.api)
     app.include_router(routes.page)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.openapi = lambda: _openapi(app)
+    protect(app, settings.allowed_hosts)  # nosniff, the trusted-host check, /docs and /redoc
     return app
 
 

@@ -1,8 +1,8 @@
 """Starting the server: what ``digits serve`` does once its flags are read.
 
-Everything that can fail with one line (a missing run, no model at all, an
-ONNX export) is checked here, before uvicorn starts, so that a mistake is not
-a traceback in every worker process.
+Everything that can fail with one line (a missing run, a port in use, no
+model at all, an ONNX export) is checked here, before uvicorn starts, so
+that a mistake is not a traceback in every worker process.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import os
 import sys
 
 from digits.serving.app import app_for
+from digits.serving.connections import check_port, uvicorn_options
+from digits.serving.protect import default_allowed_hosts
 from digits.serving.settings import ServeSettings
 
 FACTORY = "digits.serving.app:factory"
@@ -32,6 +34,9 @@ def serve(settings: ServeSettings, *, host: str, port: int, workers: int, log_le
 
     if settings.model is not None:
         Run(settings.model)  # a missing or broken run is one line, before anything starts
+    check_port(host, port)  # so is a port in use, before the model takes seconds to load
+    if settings.allowed_hosts is None:
+        settings.allowed_hosts = default_allowed_hosts(host)
     if settings.runtime == "onnx":
         from digits.export import ensure_onnx
 
@@ -43,14 +48,14 @@ def serve(settings: ServeSettings, *, host: str, port: int, workers: int, log_le
         service = app.state.service
         print(f"digits serve: model {service.predictor.name} ({service.runtime}) "
               f"on {url}  (API docs: {url}docs)", file=sys.stderr, flush=True)
-        uvicorn.run(app, host=host, port=port, log_level=log_level)
+        uvicorn.run(app, host=host, port=port, log_level=log_level, **uvicorn_options(settings))
         return
     if settings.model is None:
         bundled_run_dir()  # no model at all is one line here, not a crash in every worker
     os.environ.update(settings.to_env())
     print(f"digits serve: {workers} workers on {url}  (API docs: {url}docs)", file=sys.stderr, flush=True)
     _serve_workers(uvicorn.Config(FACTORY, factory=True, workers=workers,
-                                  host=host, port=port, log_level=log_level))
+                                  host=host, port=port, log_level=log_level, **uvicorn_options(settings)))
 
 
 def _serve_workers(config) -> None:
