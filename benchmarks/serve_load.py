@@ -17,6 +17,7 @@ and its worker processes) before and after the load, and its peak.
                                     [--observability [--repeat 2]]
     python benchmarks/serve_load.py --forward [--model RUN_DIR]   # model call alone, Keras vs ONNX Runtime
     python benchmarks/serve_load.py --overhead   # the request-id, metrics and access-log middleware alone
+    python benchmarks/serve_load.py --adversarial [--runtime keras] [--requests 1000] [--rounds 3]
 
 `--observability` serves each runtime twice, alternately (`--repeat`
 times): with the metrics and the access log on, the access log written to
@@ -27,6 +28,18 @@ the defaults (metrics on) at `--log-level warning`, which hides the access log.
 (digits.serving.access) in this process, around an app that answers at
 once: microseconds per request, the best of several rounds, so that other
 load on the machine counts less than it does over HTTP.
+
+`--adversarial` measures the normal requests twice on one server: quiet,
+then beside an attack (issue 12): a client sending, one after the other,
+the batch of 64 PNGs of 4999×5000 pixels (2.3 MB, within the body and batch
+limits; refused from the images' headers) and a batch of 4 of them (100
+megapixels, the most one request may decode), `--slow-clients` connections
+sending their request line a byte a second and as many that send nothing
+(each reopened when the server closes it).  Quiet and attacked phases
+alternate `--rounds` times, since a shared machine's load drifts.  It
+reports the median p99 of each (target: under attack below 3x quiet), the
+server's peak RSS over the whole run (target: below 1 GB) and its RSS
+after it, and what the attackers got.
 
 Without --model it trains a small model first (mlp on 3,000 images, 2
 epochs: the answers' accuracy does not matter for the timing); `--model
@@ -250,6 +263,119 @@ def _load(url: str, payloads, requests: int, concurrency: int, time_cap: float) 
     }
 
 
+def _reset_peak(pid: int) -> None:
+    """Start the peak RSS (VmHWM) of a process and its descendants again from their current RSS."""
+    try:
+        children = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        children = []
+    for p in [pid, *children]:
+        Path(f"/proc/{p}/clear_refs").write_text("5")
+
+
+def _big_png(data_dir: str | None) -> bytes:
+    """A 4999×5000 greyscale PNG of an MNIST digit on white paper: 25 megapixels in about 36 KB."""
+    from PIL import Image
+
+    from digits.datasets import load_dataset
+
+    digit = load_dataset("mnist", data_dir=data_dir, progress=False).x_test[0]
+    canvas = Image.new("L", (4999, 5000), 255)
+    canvas.paste(Image.fromarray(255 - digit).resize((2800, 2800), Image.Resampling.NEAREST), (1100, 1100))
+    buf = io.BytesIO()
+    canvas.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _attack(url: str, big: bytes, slow_clients: int, stop: threading.Event) -> tuple[list[threading.Thread], dict]:
+    """Start the attackers (see the module docstring); they run until `stop` is set."""
+    import httpx
+
+    seen: dict = {"batch_64": [], "batch_4": [], "slow_closed": 0, "silent_closed": 0}
+    lock = threading.Lock()
+    host, port = url.removeprefix("http://").split(":")
+
+    def batches():
+        with httpx.Client(base_url=url, timeout=300) as client:
+            while not stop.is_set():
+                for key, n in (("batch_64", 64), ("batch_4", 4)):
+                    started = time.perf_counter()
+                    r = client.post("/v1/predict/batch", files=[("files", (f"{i}.png", big)) for i in range(n)])
+                    with lock:
+                        seen[key].append((r.status_code, time.perf_counter() - started))
+
+    def connection(kind: str):
+        request = b"POST /v1/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n" * 10
+        while not stop.is_set():
+            with socket.create_connection((host, int(port))) as s:
+                s.settimeout(1.0)
+                for byte in request:
+                    if stop.is_set():
+                        return
+                    try:
+                        if kind == "slow":
+                            s.send(bytes([byte]))
+                        if s.recv(65536) == b"":
+                            break  # closed by the server
+                    except TimeoutError:
+                        continue
+                    except OSError:
+                        break
+            with lock:
+                seen[f"{kind}_closed"] += 1
+
+    threads = [threading.Thread(target=batches, daemon=True)]
+    threads += [threading.Thread(target=connection, args=(kind,), daemon=True)
+                for kind in ("slow", "silent") for _ in range(slow_clients)]
+    for t in threads:
+        t.start()
+    return threads, seen
+
+
+def adversarial(url: str, pid: int, payloads, args) -> dict:
+    """The normal load quiet, then beside the attack, `args.rounds` times in turn (a shared machine's
+    load drifts): the median p99 of each, the peak RSS under attack, and what the attackers got."""
+    big = _big_png(args.data_dir)
+    before, _ = _tree_rss(pid)
+    _reset_peak(pid)
+    quiet, attacked, seen = [], [], []
+    for _ in range(args.rounds):
+        quiet.append(_load(url, payloads, args.requests, args.concurrency, args.time_cap))
+        stop = threading.Event()
+        threads, got = _attack(url, big, args.slow_clients, stop)
+        time.sleep(3)  # the attack under way before the normal requests are timed
+        attacked.append(_load(url, payloads, args.requests, args.concurrency, args.time_cap))
+        stop.set()
+        for t in threads:
+            t.join(timeout=120)
+        seen.append(got)
+    _, peak = _tree_rss(pid)
+    time.sleep(1)
+    after, _ = _tree_rss(pid)
+
+    def median(rows, key):
+        return round(float(np.median([r[key] for r in rows])), 1)
+
+    def batches(key):
+        done = [answer for got in seen for answer in got[key]]
+        codes = "/".join(str(c) for c in sorted({code for code, _ in done}))
+        return f"{len(done)}x {codes} in {np.median([t for _, t in done]):.2f} s" if done else "none"
+
+    runs = quiet + attacked
+    return {
+        "quiet_p99_ms": median(quiet, "p99_ms"), "attacked_p99_ms": median(attacked, "p99_ms"),
+        "p99_ratio": round(median(attacked, "p99_ms") / median(quiet, "p99_ms"), 2),
+        "quiet_rps": median(quiet, "throughput_rps"), "attacked_rps": median(attacked, "throughput_rps"),
+        "errors": sum(r["errors"] for r in runs), "error_kinds": sorted({k for r in runs for k in r["error_kinds"]}),
+        "capped": any(r["capped"] for r in runs), "requests": sum(r["requests"] for r in attacked),
+        "rss_before_mb": round(before / 2**20, 1), "rss_peak_mb": round(peak / 2**20, 1),
+        "rss_after_mb": round(after / 2**20, 1),
+        "batch_64": batches("batch_64"), "batch_4": batches("batch_4"),
+        "slow_closed": sum(got["slow_closed"] for got in seen),
+        "silent_closed": sum(got["silent_closed"] for got in seen),
+    }
+
+
 def forward_latency(model: str, data_dir: str | None, calls: int = 5000) -> list[dict]:
     """Single-image latency in this process: the model call alone, and recognize() on a 28×28 PNG.
 
@@ -295,7 +421,7 @@ def forward_latency(model: str, data_dir: str | None, calls: int = 5000) -> list
 
 
 def _observed(row: dict) -> str:
-    return row["observability"] or "metrics on, log hidden"
+    return row.get("observability") or "metrics on, log hidden"
 
 
 def middleware_overhead(calls: int = 20000, rounds: int = 7) -> list[dict]:
@@ -341,6 +467,26 @@ def middleware_overhead(calls: int = 20000, rounds: int = 7) -> list[dict]:
             for name, app in apps.items()]
 
 
+def _print_adversarial(rows: list[dict], args) -> None:
+    if args.json:
+        for r in rows:
+            print(json.dumps(r), flush=True)
+        return
+    print(f"\n{args.requests} normal requests ({args.payload}, {args.concurrency} concurrent) quiet, then beside "
+          f"the attack: the 64 x 4999x5000 PNG batch and a 4-PNG one in turn, {args.slow_clients} trickling "
+          f"and {args.slow_clients} silent connections; {args.rounds} rounds of each, p99 and req/s their median; "
+          f"{os.cpu_count()} CPUs shared by client and server\n")
+    print("| runtime | p99 quiet ms | p99 attacked ms | ratio (target < 3) | req/s quiet, attacked | "
+          "peak RSS MB (target < 1000) | RSS before, after MB | 64-PNG batches | 4-PNG batches | "
+          "trickling, silent connections closed | errors |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['runtime']} | {r['quiet_p99_ms']} | {r['attacked_p99_ms']} | {r['p99_ratio']} | "
+              f"{r['quiet_rps']}, {r['attacked_rps']} | {r['rss_peak_mb']} | {r['rss_before_mb']}, "
+              f"{r['rss_after_mb']} | {r['batch_64']} | {r['batch_4']} | {r['slow_closed']}, "
+              f"{r['silent_closed']} | {r['errors']} |")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", help="RUN_DIR, or 'bundled' (default: train a small model first)")
@@ -361,7 +507,15 @@ def main() -> int:
                         help="instead: microseconds per request of the request-id, metrics and access-log middleware")
     parser.add_argument("--forward", action="store_true",
                         help="instead: single-image latency of the model call, Keras (JAX) vs ONNX Runtime")
+    parser.add_argument("--adversarial", action="store_true",
+                        help="instead: the normal load quiet, then beside big batches and slow clients")
+    parser.add_argument("--slow-clients", type=int, default=20,
+                        help="with --adversarial: connections trickling their request, and as many silent ones")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="with --adversarial: quiet and attacked phases in turn; each p99 is their median")
     args = parser.parse_args()
+    if args.adversarial and args.observability:
+        parser.error("--adversarial runs on the default settings: leave out --observability")
 
     if args.overhead:
         rows = middleware_overhead()
@@ -397,6 +551,10 @@ def main() -> int:
                                       flags)
             try:
                 _load(url, payloads, args.warmup, args.concurrency, 60)
+                if args.adversarial:
+                    rows.append(dict(adversarial(url, proc.pid, payloads, args), runtime=runtime,
+                                     payload=args.payload, concurrency=args.concurrency))
+                    continue
                 before, _ = _tree_rss(proc.pid)
                 counted = _counted(url)
                 cpu = _tree_cpu(proc.pid)
@@ -427,7 +585,9 @@ def main() -> int:
             if args.json:
                 print(json.dumps(result), flush=True)
 
-    if not args.json:
+    if args.adversarial:
+        _print_adversarial(rows, args)
+    elif not args.json:
         print(f"\n{args.requests} requests, {args.concurrency} concurrent, payload {args.payload}, "
               f"{args.workers} worker(s){', micro-batching' if args.micro_batch else ''}, "
               f"{os.cpu_count()} CPUs (client and server share them)\n")

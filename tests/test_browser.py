@@ -1,4 +1,4 @@
-"""The drawing page as a person uses it: the real server, headless Chromium, mouse strokes on the canvas.
+"""The drawing page and the API docs as a person uses them: the real server, headless Chromium, mouse strokes on the canvas.
 
 Needs Debian's chromium (``apt-get install chromium``) and the ``playwright``
 Python package (its own browser download is not used).  Without them the
@@ -259,3 +259,25 @@ def test_drawing_with_a_finger(browser, server, tmp_path):
         page.screenshot(path=str(_screenshot_dir(tmp_path) / "digits-page-phone.png"), full_page=True)
     finally:
         context.close()
+
+
+@pytest.mark.parametrize("path,selector", [("/docs", ".swagger-ui .info .title"), ("/redoc", "h1")])
+def test_api_docs_render_with_nothing_from_outside(browser, server, path, selector):
+    """/docs and /redoc show the API with every request outside the server refused: offline, they are not blank."""
+    context = browser.new_context()
+    page = context.new_page()
+    outside = []
+
+    def only_the_server(route):
+        if route.request.url.startswith(server):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_the_server)
+    page.goto(server + path)
+    title = page.locator(selector).filter(has_text="Digits").first
+    title.wait_for(timeout=ANSWER_TIMEOUT)
+    context.close()
+    assert not outside, f"{path} asked for {outside}"

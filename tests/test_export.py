@@ -16,7 +16,7 @@ from digits.export import (FORMATS, VERIFY_TOLERANCE, OnnxPredictor, ensure_onnx
                            exported_probabilities, verify)
 from digits.inference import Predictor, recognize
 from digits.datasets import to_inputs
-from helpers import skip_or_fail
+from helpers import free_port, skip_or_fail
 
 def _need(*modules: str) -> None:
     """Skip without the exporters locally; on CI they are part of the environment and must be there."""
@@ -161,7 +161,7 @@ def test_cli_serve_runtime_onnx_uses_the_export(run, exported, monkeypatch):
 
     calls = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append(app))
-    assert main(["serve", "--model", str(run.path), "--runtime", "onnx"]) == 0
+    assert main(["serve", "--model", str(run.path), "--runtime", "onnx", "--port", str(free_port())]) == 0
     service = calls[0].state.service
     assert service.runtime == "onnx" and service.predictor.path == exported["onnx"]
 

@@ -614,7 +614,7 @@ def test_cli_serve_starts_uvicorn(run, monkeypatch):
     app, kw = calls[0]
     assert kw.items() >= {"host": "127.0.0.1", "port": 8123, "log_level": "info"}.items()
     assert app.state.service.settings.max_batch == 5
-    with TestClient(app) as c:
+    with TestClient(app, base_url="http://127.0.0.1:8123") as c:  # the Host names the server is bound to
         assert c.get("/v1/health").json()["model"] == "mlp"
 
 
@@ -688,7 +688,7 @@ def test_cli_serve_without_a_model_uses_the_default_or_says_so(monkeypatch, caps
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: None)
     if hasattr(inference, "BUNDLED_DIR"):
         monkeypatch.setattr(inference, "BUNDLED_DIR", tmp_path / "no-bundle")
-    code = main(["serve"])
+    code = main(["serve", "--port", str(free_port())])  # a free port: the port is checked before the model
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith("digits serve: error: ") and "--model" in err and "\n" not in err
 

@@ -27,6 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from digits.errors import DigitsError
 from digits.serving import ServeSettings, create_app
+from digits.serving.connections import DeadlineProtocol
 from digits.serving.logs import FORMATTERS, JsonFormatter, TextFormatter, request_id
 from helpers import exit_code, free_port
 
@@ -226,6 +227,25 @@ def test_one_access_line_per_request_with_its_id(client, caplog):
     assert ids[1] == "r-2"
 
 
+def test_a_refused_host_is_logged_counted_and_carries_both_headers(caplog):
+    # The access middleware wraps protect()'s: a 400 invalid_host has its line, its count and both headers.
+    with TestClient(create_app(Fake(), allowed_hosts="digits.example"), base_url="http://digits.example") as c:
+        before = samples(c.get("/metrics").text)
+        with caplog.at_level(logging.INFO, logger="digits.access"):
+            r = c.get("/v1/health", headers={"Host": "evil.example", "X-Request-ID": "rebind-1"})
+            ok = c.get("/v1/health", headers={"X-Request-ID": "ok-1"})
+        after = samples(c.get("/metrics").text)
+    assert r.status_code == 400 and r.json()["error"] == "invalid_host"
+    assert r.headers["x-content-type-options"] == "nosniff" and r.headers["x-request-id"] == "rebind-1"
+    assert ok.status_code == 200 and ok.headers["x-content-type-options"] == "nosniff"
+    assert ok.headers["x-request-id"] == "ok-1"
+    (line,) = [r.fields for r in caplog.records if r.name == "digits.access" and r.fields["request_id"] == "rebind-1"]
+    assert (line["status"], line["route"], line["path"]) == (400, "unmatched", "/v1/health")
+    requests = "digits_http_requests_total"
+    assert delta(before, after, requests, method="GET", route="unmatched", status="400") == 1
+    assert delta(before, after, requests, method="GET", route="/v1/health", status="200") == 1
+
+
 def test_an_unexpected_error_carries_the_request_id_too(caplog):
     lines = io.StringIO()
     handler = logging.StreamHandler(lines)
@@ -303,6 +323,8 @@ def test_ops_flags_reach_the_settings_and_uvicorn(run, monkeypatch):
         "json", 4, False, False)
     assert kw["timeout_graceful_shutdown"] == 4 and kw["access_log"] is False  # uvicorn's own: ours replaces it
     assert kw["log_config"]["formatters"]["digits"]["()"] == "digits.serving.logs.JsonFormatter"
+    # The connection limits apply beside them: the read deadlines' h11 protocol, uvicorn's limits.
+    assert kw["http"].func is DeadlineProtocol and kw["limit_concurrency"] == defaults.max_connections
 
 
 def test_several_workers_count_into_one_fresh_folder(run, monkeypatch):
@@ -310,11 +332,11 @@ def test_several_workers_count_into_one_fresh_folder(run, monkeypatch):
 
     from digits.cli import main
 
-    seen = []
+    seen, configs = [], []
 
     class FakeSupervisor:
         def __init__(self, config, sockets):
-            pass
+            configs.append(config)
 
         def run(self):
             folder = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
@@ -327,6 +349,10 @@ def test_several_workers_count_into_one_fresh_folder(run, monkeypatch):
     assert main(["serve", "--model", str(run.path), "--workers", "2", "--port", str(free_port())]) == 0
     (folder, fresh), = seen
     assert fresh and not folder.exists() and "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+    (config,) = configs  # the workers' uvicorn.Config has both the ops options and the connection limits
+    assert config.http.func is DeadlineProtocol and config.access_log is False
+    assert config.timeout_graceful_shutdown == ServeSettings().graceful_timeout
+    assert config.log_config["formatters"]["digits"]["()"] == "digits.serving.logs.TextFormatter"
 
 
 # ---------------------------------------------------------------------------
@@ -452,7 +478,7 @@ def test_real_server_readiness_access_log_and_metrics(tmp_path, log_format):
 def _expect_continue(port: int, body: bytes) -> socket.socket:
     """A POST /v1/predict whose headers are sent and whose body is not: in flight once 100 Continue comes."""
     sock = socket.create_connection((HOST, port), timeout=30)
-    sock.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+    sock.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                  b"Content-Length: %d\r\nExpect: 100-continue\r\n\r\n" % len(body))
     got = b""
     while b"\r\n\r\n" not in got:

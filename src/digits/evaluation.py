@@ -44,6 +44,12 @@ class Evaluation:
             for i in range(len(c))
         ]
 
+    def _repr_html_(self) -> str:
+        """Jupyter's view: accuracy, loss, the mistakes and the per-class scores (:mod:`digits.display`)."""
+        from digits.display import evaluation_html
+
+        return evaluation_html(self.accuracy, self.loss, self.labels, self.predicted, self.per_class())
+
     def to_dict(self) -> dict:
         return {
             "test_loss": self.loss,

@@ -249,6 +249,12 @@ class Prediction:
             doc["reason"] = self.reason
         return doc
 
+    def _repr_html_(self) -> str:
+        """Jupyter's view: the image the model saw, the label or why none, the top three."""
+        from digits.display import prediction_html
+
+        return prediction_html(self.label, self.confidence, self.top(3), self.reason, self.image)
+
     def top(self, k: int) -> list[tuple[int, float]]:
         """The k most probable digits as ``(digit, probability)``, best first (none when no ink)."""
         if self.image is None and not any(self.probabilities):
@@ -311,7 +317,16 @@ MAX_PIECES = 8
 """The most digits one group of touching ink is split into."""
 
 
-def read_number(predictor: ImagePredictor, picture, *, threshold: float | None = None) -> dict:
+class Reading(dict):
+    """What :func:`read_number` returns: a plain JSON-ready dict that Jupyter shows as a small table."""
+
+    def _repr_html_(self) -> str:
+        from digits.display import reading_html
+
+        return reading_html(self)
+
+
+def read_number(predictor: ImagePredictor, picture, *, threshold: float | None = None) -> Reading:
     """Read the numbers in a picture: rows top to bottom, digits left to right, touching digits split.
 
     The one code path behind ``digits read``, ``POST /v1/read`` and this
@@ -354,9 +369,9 @@ def read_number(predictor: ImagePredictor, picture, *, threshold: float | None =
         box = list(union([s.box for s in segments]))
         rows.append({"number": number, "complete": "?" not in number, "box": box, "digits": digits})
     if not rows:
-        return {"number": None, "complete": False, "reason": "no digits found", "rows": [], "digits": []}
-    return {"number": "\n".join(r["number"] for r in rows), "complete": all(r["complete"] for r in rows),
-            "rows": rows, "digits": [d for r in rows for d in r["digits"]]}
+        return Reading(number=None, complete=False, reason="no digits found", rows=[], digits=[])
+    return Reading(number="\n".join(r["number"] for r in rows), complete=all(r["complete"] for r in rows),
+                   rows=rows, digits=[d for r in rows for d in r["digits"]])
 
 
 def _size_prior(box, height: float) -> float:

@@ -1,4 +1,4 @@
-"""Figures, rendered headless (Agg) into PNG bytes in memory.
+"""Figures, rendered headless: matplotlib figures for notebooks and scripts, PNG bytes for runs and reports.
 
 Every figure shares one style (:data:`STYLE`, applied with ``rc_context`` so
 nothing leaks into other users of Matplotlib) and one palette (Okabe–Ito,
@@ -6,15 +6,21 @@ readable by colour-blind people): training is blue, validation orange,
 right green, wrong vermilion.
 
 Digits are drawn at their native 28×28 and scaled up with nearest-neighbour
-interpolation.  The grids of digits (:func:`samples_png`,
-:func:`mistakes_png`) are one ``imshow`` of a montage, sized so that each
+interpolation.  The grids of digits (:func:`samples_figure`,
+:func:`mistakes_figure`) are one ``imshow`` of a montage, sized so that each
 digit pixel becomes exactly :data:`SCALE`×:data:`SCALE` screen pixels: sharp,
 and about 30× faster than a subplot per digit.
 
 Each figure has a fixed pixel size (no ``bbox_inches="tight"``), so reports
-lay out the same way every time.  The ``*_png`` functions return bytes and
-write nothing: whoever needs a file (a run, a report) writes the bytes
-through :mod:`digits.files`, so this module depends on no other part of Digits.
+lay out the same way every time.  Each comes two ways:
+
+- ``NAME_figure(...)`` returns a :class:`Figure`, which a notebook shows
+  (its ``_repr_png_``) and a script saves with ``fig.savefig(path)`` or
+  :func:`to_png`.  It is made without pyplot, so no global backend is chosen
+  and nothing needs closing;
+- ``NAME_png(...)`` returns the same figure's PNG bytes and writes nothing:
+  whoever needs a file (a run, a report) writes the bytes through
+  :mod:`digits.files`, so this module depends on no other part of Digits.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ from __future__ import annotations
 import functools
 import io
 
+import matplotlib
+import matplotlib.figure
 import numpy as np
 
 DPI = 100
@@ -78,36 +86,70 @@ def _style() -> dict:
 STYLE = _style()
 
 
-def _pyplot():
-    import matplotlib
+class Figure(matplotlib.figure.Figure):
+    """A matplotlib figure that Jupyter shows as the PNG a run saves: the house style, its pixel size.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Made directly, not through pyplot: no global backend is chosen (a notebook's
+    inline plots keep working) and nothing needs closing.
+    """
 
-    return plt
+    def _repr_png_(self) -> bytes:
+        return to_png(self)
 
 
-def _figure_px(plt, width: int, height: int, **kwargs):
+def _new_figure(width: float, height: float, **kwargs):
+    """A figure of width × height inches, drawn by nothing but itself: no pyplot, no global backend."""
+    return Figure(figsize=(width + 1e-3 / DPI, height + 1e-3 / DPI), **kwargs)
+
+
+def _figure_px(width: int, height: int, **kwargs):
     """A figure of exactly width × height pixels (Agg truncates, so nudge up by a hair)."""
-    return plt.figure(figsize=((width + 1e-3) / DPI, (height + 1e-3) / DPI), **kwargs)
+    return _new_figure(width / DPI, height / DPI, **kwargs)
 
 
-def _png_figure(render):
-    """Run `render(plt, ...) -> Figure` in the house style and return the figure as PNG bytes."""
+def to_png(fig) -> bytes:
+    """`fig` as PNG bytes at its own pixel size, in the house style (what a run or a report embeds)."""
+    buf = io.BytesIO()
+    with matplotlib.rc_context(STYLE):
+        fig.savefig(buf, format="png", dpi=DPI)
+    return buf.getvalue()
+
+
+def _styled(render):
+    """`render(...) -> Figure`, run in the house style; the figure is laid out before it is returned.
+
+    Matplotlib makes ticks and grid lines at the first draw, reading the
+    style then, so the figure is drawn once (without rendering) inside it:
+    a notebook shows it, and ``fig.savefig`` writes it, as a run's PNG looks.
+    """
 
     @functools.wraps(render)
-    def wrapper(*args, **kwargs) -> bytes:
-        plt = _pyplot()
-        with plt.rc_context(STYLE):
-            fig = render(plt, *args, **kwargs)
-            try:
-                buf = io.BytesIO()
-                fig.savefig(buf, format="png", dpi=DPI)
-            finally:
-                plt.close(fig)
-        return buf.getvalue()
+    def figure(*args, **kwargs):
+        with matplotlib.rc_context(STYLE):
+            fig = render(*args, **kwargs)
+            fig.draw_without_rendering()
+        return fig
 
-    return wrapper
+    figure.render = render
+    return figure
+
+
+def _png(figure_function):
+    """The ``*_png`` twin of a figure function: the same arguments, PNG bytes back, nothing kept.
+
+    It renders straight to PNG in the style, without the figure function's
+    extra layout pass (a third of the time).
+    """
+    render = figure_function.render
+
+    @functools.wraps(render)
+    def png(*args, **kwargs) -> bytes:
+        with matplotlib.rc_context(STYLE):
+            return to_png(render(*args, **kwargs))
+
+    png.__name__ = png.__qualname__ = figure_function.__name__.replace("_figure", "_png")
+    png.__doc__ = f"{figure_function.__name__}(...) as PNG bytes (:func:`to_png`)."
+    return png
 
 
 def _as_uint8(images: np.ndarray) -> np.ndarray:
@@ -147,7 +189,7 @@ def montage(images: np.ndarray, cols: int, pad: int = PAD, *, top: int = 0, fill
     return out
 
 
-def _digit_grid(plt, images, labels: list[str], cols: int, title: str, *, pad: int = PAD,
+def _digit_grid(images, labels: list[str], cols: int, title: str, *, pad: int = PAD,
                 band: int = LABEL_BAND, fontsize: float = 12, color=INK):
     """White-on-black digits in a white grid, each with its label above, scaled exactly SCALE×."""
     images = _as_uint8(images)
@@ -155,7 +197,7 @@ def _digit_grid(plt, images, labels: list[str], cols: int, title: str, *, pad: i
     tiles = montage(images, cols, pad, top=band, fill=255)
     h, w = tiles.shape
     width, height = w * SCALE, h * SCALE + TITLE_PX
-    fig = _figure_px(plt, width, height)
+    fig = _figure_px(width, height)
     ax = fig.add_axes((0, 0, 1, h * SCALE / height))
     ax.imshow(tiles, cmap="gray", vmin=0, vmax=255, interpolation="nearest", aspect="auto")
     ax.set_axis_off()
@@ -170,15 +212,15 @@ def _digit_grid(plt, images, labels: list[str], cols: int, title: str, *, pad: i
     return fig
 
 
-@_png_figure
-def samples_png(plt, images: np.ndarray, labels: np.ndarray, class_names=None,
+@_styled
+def samples_figure(images: np.ndarray, labels: np.ndarray, class_names=None,
                 rows: int = 3, cols: int = 10):
     """The first rows×cols training images, each labelled above its tile."""
     names = _names(class_names)
     n = min(len(images), rows * cols)
     texts = [names[int(y)] for y in labels[:n]]
     long = max((len(t) for t in texts), default=1) > 3
-    return _digit_grid(plt, images[:n], texts, cols, f"The first {n} training images and their labels",
+    return _digit_grid(images[:n], texts, cols, f"The first {n} training images and their labels",
                        pad=8 if long else PAD, fontsize=8 if long else 12)
 
 
@@ -191,15 +233,15 @@ def most_confident_mistakes(labels: np.ndarray, probabilities: np.ndarray) -> np
     return wrong[np.argsort(-confidence, kind="stable")]
 
 
-@_png_figure
-def mistakes_png(plt, images: np.ndarray, labels: np.ndarray, probabilities: np.ndarray,
+@_styled
+def mistakes_figure(images: np.ndarray, labels: np.ndarray, probabilities: np.ndarray,
                  class_names=None, limit: int = 32, cols: int = 8):
     """The misclassified images, most confident first, each titled "true → predicted (p)"."""
     names = _names(class_names, probabilities.shape[1])
     order = most_confident_mistakes(labels, probabilities)
     total = len(order)
     if total == 0:
-        fig = _figure_px(plt, 800, 120)
+        fig = _figure_px(800, 120)
         fig.text(0.5, 0.5, "No mistakes: every test image was classified correctly.",
                  ha="center", va="center", fontsize=14, color=RIGHT)
         return fig
@@ -212,7 +254,7 @@ def mistakes_png(plt, images: np.ndarray, labels: np.ndarray, probabilities: np.
         texts.append(f"{true} →\n{guess} ({prob:.2f})" if long else f"{true} → {guess} ({prob:.2f})")
     shown = f"The {len(order)} most confident" if len(order) < total else "All"
     title = f"{shown} of {total:,} mistakes: true → predicted (probability)"
-    return _digit_grid(plt, images[order], texts, cols, title, pad=10 if long else 8,
+    return _digit_grid(images[order], texts, cols, title, pad=10 if long else 8,
                        band=16 if long else LABEL_BAND, fontsize=9 if long else 10.5)
 
 
@@ -222,7 +264,7 @@ def mistakes_png(plt, images: np.ndarray, labels: np.ndarray, probabilities: np.
 def _epoch_axis(ax) -> None:
     from matplotlib.ticker import MaxNLocator
 
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # one epoch: one tick, 1
     ax.set_xlabel("Epoch")
     ax.grid(True)
     ax.set_axisbelow(True)
@@ -238,11 +280,12 @@ def _no_data(ax, text: str) -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color=MUTED, fontsize=11)
 
 
-@_png_figure
-def curves_png(plt, history: dict[str, list[float]],
+@_styled
+def curves_figure(history: dict[str, list[float]],
                title: str = "Learning curves: training and validation per epoch"):
     """Loss and accuracy per epoch, training and validation on the same axes."""
-    fig, axes = plt.subplots(1, 2, figsize=(10 + 1e-3 / DPI, 4 + 1e-3 / DPI), layout="constrained")
+    fig = _new_figure(10, 4, layout="constrained")
+    axes = fig.subplots(1, 2)
     for ax, metric, label in zip(axes, ("loss", "accuracy"), ("Loss (cross-entropy)", "Accuracy")):
         drawn = False
         for key, name, color, style in ((metric, "training", TRAINING, "-o"),
@@ -264,11 +307,11 @@ def curves_png(plt, history: dict[str, list[float]],
     return fig
 
 
-@_png_figure
-def comparison_curves_png(plt, histories: dict[str, dict[str, list[float]]]):
+@_styled
+def comparison_curves_figure(histories: dict[str, dict[str, list[float]]]):
     """Several runs' curves overlaid: loss and accuracy, training and validation, one colour per run."""
-    fig, axes = plt.subplots(2, 2, figsize=(10 + 1e-3 / DPI, 7.6 + 1e-3 / DPI), layout="constrained",
-                             sharey="row")
+    fig = _new_figure(10, 7.6, layout="constrained")
+    axes = fig.subplots(2, 2, sharey="row")
     panels = (("loss", "Training loss"), ("val_loss", "Validation loss"),
               ("accuracy", "Training accuracy"), ("val_accuracy", "Validation accuracy"))
     handles = {}
@@ -308,8 +351,8 @@ def _luminance(rgba) -> float:
     return 0.2126 * r + 0.7152 * g + 0.0722 * b
 
 
-@_png_figure
-def confusion_png(plt, confusion: np.ndarray, class_names=None):
+@_styled
+def confusion_figure(confusion: np.ndarray, class_names=None):
     """The confusion matrix twice: annotated counts, and rates as % of each true class."""
     from matplotlib import colormaps
     from matplotlib.colors import PowerNorm
@@ -319,8 +362,8 @@ def confusion_png(plt, confusion: np.ndarray, class_names=None):
     names = _short_names(_names(class_names, k))
     with np.errstate(divide="ignore", invalid="ignore"):
         rates = np.nan_to_num(c / c.sum(axis=1, keepdims=True)) * 100
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10.2 + 1e-3 / DPI, 6.0 + 1e-3 / DPI),
-                                      layout="constrained")
+    fig = _new_figure(10.2, 6.0, layout="constrained")
+    left, right = fig.subplots(1, 2)
 
     # Counts: a square-root-like scale so that small confusions still show a tint.
     blues = colormaps["Blues"]
@@ -366,13 +409,14 @@ def confusion_png(plt, confusion: np.ndarray, class_names=None):
     return fig
 
 
-@_png_figure
-def per_class_png(plt, per_class: list[dict]):
+@_styled
+def per_class_figure(per_class: list[dict]):
     """Precision, recall and F1 of each class as grouped bars (rows of Evaluation.per_class())."""
     names = _short_names([str(r["class"]) for r in per_class])
     keys = (("precision", "Precision", BLUE), ("recall", "Recall", ORANGE), ("f1", "F1", GREEN))
     values = np.array([[float(r[key]) for key, _, _ in keys] for r in per_class])
-    fig, ax = plt.subplots(figsize=(10 + 1e-3 / DPI, 4.2 + 1e-3 / DPI), layout="constrained")
+    fig = _new_figure(10, 4.2, layout="constrained")
+    ax = fig.subplots()
     x = np.arange(len(per_class))
     width = 0.26
     lowest = float(values.min()) if values.size else 0.0
@@ -391,8 +435,8 @@ def per_class_png(plt, per_class: list[dict]):
     return fig
 
 
-@_png_figure
-def predictions_png(plt, images: np.ndarray, labels: np.ndarray, probabilities: np.ndarray,
+@_styled
+def predictions_figure(images: np.ndarray, labels: np.ndarray, probabilities: np.ndarray,
                     class_names=None, count: int = 12, cols: int = 4):
     """The first `count` test images, each beside the bar chart of its 10 probabilities.
 
@@ -405,7 +449,7 @@ def predictions_png(plt, images: np.ndarray, labels: np.ndarray, probabilities: 
     rows = max(1, -(-n // cols))
     block_w, block_h, top = 250, 170, 52
     width, height = block_w * cols, top + block_h * rows
-    fig = _figure_px(plt, width, height)
+    fig = _figure_px(width, height)
     side = 28 * SCALE
     bars_w, bars_h = block_w - side - 50, 104
 
@@ -443,6 +487,15 @@ def predictions_png(plt, images: np.ndarray, labels: np.ndarray, probabilities: 
     fig.text(0.5, 1 - 38 / height, "green bar: the true class    vermilion bar: a wrong prediction",
              ha="center", va="center", fontsize=9.5, color="#555555")
     return fig
+
+
+samples_png = _png(samples_figure)
+mistakes_png = _png(mistakes_figure)
+curves_png = _png(curves_figure)
+comparison_curves_png = _png(comparison_curves_figure)
+confusion_png = _png(confusion_figure)
+per_class_png = _png(per_class_figure)
+predictions_png = _png(predictions_figure)
 
 
 def png_size(png: bytes) -> tuple[int, int]:

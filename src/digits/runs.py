@@ -8,6 +8,7 @@ A run is a folder::
     metrics.json    test_accuracy, test_loss, train_seconds, ...
     summary.txt     Keras's model summary
     plots/          samples.png, curves.png
+    tensorboard/    Keras's TensorBoard logs (train/, validation/), with ``--tensorboard`` only
 
 :class:`RunWriter` builds it in a hidden sibling folder and renames it into
 place at the end, so a crash, a Ctrl-C or a full disk never leaves a
@@ -221,6 +222,15 @@ class Run:
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r})"
+
+    def _repr_html_(self) -> str:
+        """Jupyter's view: the model, the headline metrics and the path (:mod:`digits.display`)."""
+        from digits import display
+
+        try:
+            return display.run_html(self.path, self.config, self.metrics)
+        except DigitsError as e:  # a notebook shows the broken file's one line, not a traceback
+            return display.error_html(f"Run {self.path.name}", str(e))
 
 
 def _shape(shape) -> str:

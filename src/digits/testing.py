@@ -1,6 +1,7 @@
 """Pictures for tests and benchmarks: MNIST digits rendered the way users photograph them.
 
-Not used by Digits itself; imported by the test suite and ``benchmarks/``.
+Not used by Digits itself; imported by the test suite, ``benchmarks/`` and the
+notebooks (their stand-in for a user's photo).
 """
 
 from __future__ import annotations

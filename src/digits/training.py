@@ -75,6 +75,7 @@ class TrainConfig:
     extra: dict = field(default_factory=dict)  # "architecture": the model's settings (digits tune)
     distribute: bool = False  # data-parallel over every device (digits.distribute)
     precision: str | None = None  # None: the model's, if this processor does bfloat16 natively; see PRECISIONS
+    tensorboard: bool = False  # Keras's TensorBoard logs in RUN/tensorboard/ (imports TensorFlow only when on)
 
     def resolved(self) -> "TrainConfig":
         """Fill every None from the model's recipe and check the values."""
@@ -163,6 +164,8 @@ def _check(cfg: TrainConfig) -> None:
         raise DigitsError("early stopping and --checkpoint-best need a validation split above 0")
     if cfg.backend not in BACKENDS:
         raise DigitsError(f"unknown backend {cfg.backend!r}; choose one of {', '.join(BACKENDS)}")
+    if cfg.tensorboard:
+        _check_tensorboard()
     get_spec(cfg.dataset)
     architecture = cfg.extra.get("architecture")
     if architecture is not None and not isinstance(architecture, dict):
@@ -214,6 +217,8 @@ def _train(config, *, out, data_dir, verbose, **overrides) -> Run:
         callbacks = [keras.callbacks.CSVLogger(str(writer.path / "history.csv"))]
         if cfg.checkpoint_best:
             callbacks.append(fastfit.BestCheckpoint(writer.path / "best.keras", verbose=verbose))
+        if cfg.tensorboard:
+            callbacks.append(keras.callbacks.TensorBoard(log_dir=str(writer.path / TENSORBOARD_DIR)))
         started = time.perf_counter()
         model, history, placement = fit_model(cfg, x, y, callbacks=callbacks, verbose=verbose)
         n_fit = len(x) - int(len(x) * cfg.validation_split)
@@ -252,6 +257,20 @@ def _train(config, *, out, data_dir, verbose, **overrides) -> Run:
         writer.write_bytes("plots/curves.png", plots.curves_png(history.history))
         interrupts.check()  # the last moment a stop request keeps the run from being renamed into place
     return Run(writer.final_path)
+
+
+TENSORBOARD_DIR = "tensorboard"
+"""Where ``--tensorboard`` puts Keras's logs in a run: ``train/`` and ``validation/`` event files, so
+``tensorboard --logdir runs/`` lists every run's curves side by side."""
+
+
+def _check_tensorboard() -> None:
+    """Keras's TensorBoard callback writes through ``tf.summary`` on every backend (JAX, torch too)."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorflow") is None:
+        raise DigitsError("--tensorboard needs TensorFlow to write its logs, and it is not installed "
+                          "(pip install tensorflow-cpu)")
 
 
 def _validation_threshold(model, x_val: np.ndarray, y_val: np.ndarray) -> dict:

@@ -8,7 +8,8 @@ from digits.cli.common import add_backend, add_data_dir, fraction, non_negative_
 
 # Flags left out keep the value of --config, else TrainConfig's own default or the model's recipe.
 _CONFIG_FLAGS = ("model", "dataset", "epochs", "batch_size", "learning_rate", "lr_schedule", "validation_split",
-                 "seed", "early_stopping", "checkpoint_best", "limit", "backend", "distribute", "precision")
+                 "seed", "early_stopping", "checkpoint_best", "limit", "backend", "distribute", "precision",
+                 "tensorboard")
 
 
 def add_parser(subparsers) -> None:
@@ -38,6 +39,9 @@ def add_parser(subparsers) -> None:
                    help="stop after PATIENCE epochs without a better val_loss, keep the best weights")
     p.add_argument("--checkpoint-best", action="store_true",
                    help="save best.keras whenever val_loss improves, and keep that epoch's model")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also write Keras's TensorBoard logs into RUN_DIR/tensorboard/ "
+                        "(see them with `tensorboard --logdir runs/`)")
     p.add_argument("--limit", type=positive_int, metavar="N", help="train on the first N images only")
     p.add_argument("--config", metavar="FILE", default=None,
                    help="a config.json to start from (flags override it)")

@@ -11,7 +11,10 @@
 - :mod:`~digits.serving.metrics`: ``GET /metrics`` (Prometheus) and the counts behind it;
 - :mod:`~digits.serving.access`: every request's id, access-log line and counts (a middleware);
 - :mod:`~digits.serving.logs`: the log lines, text or JSON;
-- :mod:`~digits.serving.server`: :func:`serve`, the start-up ``digits serve`` calls once its flags are read.
+- :mod:`~digits.serving.server`: :func:`serve`, the start-up ``digits serve`` calls once its flags are read;
+- :mod:`~digits.serving.limits`: the pixel budgets per request and per process, memory given back;
+- :mod:`~digits.serving.connections`: read deadlines, uvicorn's connection limits, the port checked first;
+- :mod:`~digits.serving.protect`: nosniff, the trusted-host check, self-hosted ``/docs`` and ``/redoc``.
 
 Importing this package is cheap: FastAPI is imported with the first name
 used from it (so ``digits serve --help`` can show the settings' defaults

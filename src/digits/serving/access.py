@@ -26,6 +26,10 @@ from digits.serving import logs, metrics
 log = logging.getLogger("digits.access")
 
 HEADER = b"x-request-id"
+ANSWERED_BELOW = "digits.answered_below"
+"""A scope key: the status the protocol itself sent when it answered below the app, cutting the request off
+(:class:`digits.serving.connections.DeadlineProtocol`'s 408 for a body that did not arrive); the line says that,
+not the app's answer that went nowhere."""
 _SANE_ID = re.compile(rb"[A-Za-z0-9._:/+=-]{1,128}")
 _MAX_PATH = 300
 
@@ -67,6 +71,7 @@ class AccessMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             seconds = time.perf_counter() - started
+            status = scope.get(ANSWERED_BELOW, status)
             route = metrics.route_of(scope)
             if self.count:
                 metrics.observe_request(scope["method"], route, status, seconds)

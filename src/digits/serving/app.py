@@ -8,11 +8,14 @@
   processes: each reads the settings from environment variables.
 
 Besides the routes: ``/static/...`` (the page's script and style sheet),
-FastAPI's ``/openapi.json``, ``/docs`` and ``/redoc``, and ``/metrics``
+FastAPI's ``/openapi.json``, ``/docs`` and ``/redoc`` with their assets
+under ``/apidocs/`` (:mod:`digits.serving.protect`), and ``/metrics``
 (:mod:`digits.serving.metrics`) unless the settings turn metrics off.  Every
 request passes :mod:`digits.serving.access` (request id, access log,
-request metrics).  The model is warmed up in a thread once the server
-starts (the app's lifespan); ``/v1/ready`` answers 503 until it is done.
+request metrics) first, outside :mod:`digits.serving.protect`'s nosniff and
+trusted-host check, so a request refused there is logged and counted too.
+The model is warmed up in a thread once the server starts (the app's
+lifespan); ``/v1/ready`` answers 503 until it is done.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from digits.inference import ImagePredictor
 from digits.serving import metrics, routes
 from digits.serving.access import AccessMiddleware
 from digits.serving.errors import install_error_handlers
+from digits.serving.protect import protect
 from digits.serving.schemas import BatchPixelsRequest, PixelsRequest
 from digits.serving.service import Service
 from digits.serving.settings import ServeSettings
@@ -62,18 +66,23 @@ def create_app(predictor: ImagePredictor, settings: ServeSettings | None = None,
                          daemon=True).start()
         yield
 
-    app = FastAPI(title="Digits", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(title="Digits", version=__version__, description=DESCRIPTION, lifespan=lifespan,
+                  docs_url=None, redoc_url=None)  # self-hosted by protect()
     app.state.ready = ready  # set once the model is warmed up: what /v1/ready answers
     served = metrics.TimedPredictor(predictor) if settings.metrics else predictor
     app.state.service = Service.start(served, settings)  # what the routes use, settings included
     install_error_handlers(app)
-    app.add_middleware(AccessMiddleware, access_log=settings.access_log, count=settings.metrics)
     app.include_router(routes.api)
     app.include_router(routes.page)
     if settings.metrics:
         app.include_router(metrics.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.openapi = lambda: _openapi(app)
+    protect(app, settings.allowed_hosts)  # nosniff, the trusted-host check, /docs and /redoc
+    # Added last, so outermost (Starlette's last-added middleware runs first): the request id, the
+    # access line and the counts cover the answers protect()'s middleware gives, the 400 invalid_host
+    # included, and every answer carries both X-Request-ID and nosniff.
+    app.add_middleware(AccessMiddleware, access_log=settings.access_log, count=settings.metrics)
     return app
 
 

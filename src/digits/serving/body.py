@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from digits.datasets.arrays import MNIST_SIDE
 from digits.serving.errors import ApiError, validation_detail
 from digits.serving.schemas import PixelsRequest
 
@@ -50,6 +51,18 @@ def is_json(media: str) -> bool:
     return media == "application/json" or media.endswith("+json")
 
 
+def more_numbers_than(body: bytes, images: int) -> bool:
+    """Whether a JSON body holds more numbers than `images` 28×28 images: known before parsing.
+
+    Every number after the first in a valid body follows a comma, so a body
+    of N images has fewer than N×784 commas.  Counting them takes
+    milliseconds; validating a 10 MiB body of numbers takes seconds (pydantic
+    checks a list's length only after validating its items), which must not
+    be spent on what will be refused anyway.
+    """
+    return body.count(b",") >= images * MNIST_SIDE * MNIST_SIDE
+
+
 def parse_json(model: type[BaseModel], body: bytes) -> BaseModel:
     try:
         return model.model_validate_json(body)
@@ -76,6 +89,7 @@ async def uploads(request: Request, body: bytes, names: tuple[str, ...], max_fil
         sent = True
         return {"type": "http.request", "body": body, "more_body": False}
 
+    _check_terminated(request, body)
     try:
         form = await Request(request.scope, replay).form(max_files=max_files + 1, max_fields=32,
                                                          max_part_size=len(body) + 1)
@@ -94,6 +108,17 @@ async def uploads(request: Request, body: bytes, names: tuple[str, ...], max_fil
         return files
     finally:
         await form.close()
+
+
+def _check_terminated(request: Request, body: bytes) -> None:
+    """Refuse a multipart body cut short (400): its parser would answer a form without the file."""
+    from python_multipart.multipart import parse_options_header
+
+    _, options = parse_options_header(request.headers.get("content-type", ""))
+    boundary = options.get(b"boundary")
+    if boundary and b"--" + boundary + b"--" not in body:
+        raise ApiError(400, "bad_multipart",
+                       "malformed multipart body: it ends before its closing boundary (the upload was cut short?)")
 
 
 async def one_upload(request: Request, body: bytes, media: str, elsewhere: str) -> Upload:

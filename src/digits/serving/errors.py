@@ -7,6 +7,8 @@ wrong shapes, NaN or out-of-range pixels and corrupt images.  A
 :class:`digits.errors.DigitsError` raised while answering is a 4xx too, since
 it is the library's one-line account of bad input.  Anything unexpected is
 logged with its traceback on the server and answered 500 with no details.
+A client that disconnects before its request is complete is not an error:
+one short log line at INFO, no traceback.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from digits.errors import DigitsError
 from digits.serving.logs import request_id
@@ -39,8 +42,14 @@ def _one_line(text: Any, limit: int = 300) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
+NOSNIFF = {"X-Content-Type-Options": "nosniff"}
+"""On every answer: a browser takes each one as the type it says (see :mod:`digits.serving.protect`)."""
+
+
 def error_response(status: int, error: str, detail: Any, headers: dict | None = None) -> JSONResponse:
-    return JSONResponse({"error": error, "detail": _one_line(detail)}, status_code=status, headers=headers)
+    # The header is set here too: a 500 leaves through Starlette's outermost middleware, past NoSniff.
+    return JSONResponse({"error": error, "detail": _one_line(detail)}, status_code=status,
+                        headers={**NOSNIFF, **(headers or {})})
 
 
 _DECODE_STATUS = {"empty": (400, "empty_body"), "not_image": (415, "not_an_image"),
@@ -82,6 +91,12 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
     return error_response(exc.status_code, code, exc.detail, headers=getattr(exc, "headers", None))
 
 
+async def _client_gone(request: Request, exc: ClientDisconnect) -> Response:
+    # Not an error: the client closed the connection while sending.  Nobody reads the answer.
+    log.info("client disconnected before its request was complete: %s %s", request.method, request.url.path)
+    return Response(status_code=400)
+
+
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
     log.error("unexpected error answering %s %s", request.method, request.url.path,
               exc_info=(type(exc), exc, exc.__traceback__))
@@ -97,4 +112,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DigitsError, _digits_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(ClientDisconnect, _client_gone)
     app.add_exception_handler(Exception, _internal_error)

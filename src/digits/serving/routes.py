@@ -29,7 +29,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse
 
-from digits.serving.body import is_json, media_type, one_upload, parse_json, pixels_array, read_body, uploads
+from digits.serving.body import is_json, media_type, more_numbers_than, one_upload, pixels_array, read_body, uploads
 from digits.serving.errors import ApiError
 from digits.serving.schemas import (
     BatchPixelsRequest,
@@ -102,7 +102,9 @@ async def predict(request: Request, service: ServiceDep, image: WithImage = Fals
     body = await read_body(request, service.settings.max_upload_bytes)
     media = media_type(request)
     if is_json(media):
-        item = pixels_array(parse_json(PixelsRequest, body))
+        if more_numbers_than(body, 1):
+            raise ApiError(422, "invalid_pixels", "pixels: more numbers than one 28×28 image holds")
+        item = pixels_array(await service.parse(PixelsRequest, body))
     else:
         item = await one_upload(request, body, media, elsewhere="/v1/predict/batch")
     (prediction,) = await service.recognize([item])
@@ -120,7 +122,10 @@ async def predict_batch(request: Request, service: ServiceDep,
     body = await read_body(request, service.settings.max_upload_bytes)
     media = media_type(request)
     if is_json(media):
-        parsed = parse_json(BatchPixelsRequest, body)
+        if more_numbers_than(body, max_batch):
+            raise ApiError(413, "too_many_images", f"more numbers than {max_batch} images of 28×28 hold; "
+                                                   f"the limit is {max_batch} images")
+        parsed = await service.parse(BatchPixelsRequest, body)
         if len(parsed.images) > max_batch:
             raise ApiError(413, "too_many_images", f"{len(parsed.images)} images; the limit is {max_batch}")
         items = [pixels_array(item) for item in parsed.images]

@@ -1,8 +1,8 @@
 """Starting the server: what ``digits serve`` does once its flags are read.
 
-Everything that can fail with one line (a missing run, no model at all, an
-ONNX export) is checked here, before uvicorn starts, so that a mistake is not
-a traceback in every worker process.
+Everything that can fail with one line (a missing run, a port in use, no
+model at all, an ONNX export) is checked here, before uvicorn starts, so
+that a mistake is not a traceback in every worker process.
 
 On SIGTERM uvicorn stops accepting connections, lets the requests in flight
 finish (for at most `graceful_timeout` seconds, then cancels them) and the
@@ -20,6 +20,8 @@ from digits.errors import DigitsError
 from digits.inference import ImagePredictor
 from digits.serving import logs, metrics
 from digits.serving.app import app_for
+from digits.serving.connections import check_port, uvicorn_options
+from digits.serving.protect import default_allowed_hosts
 from digits.serving.settings import ServeSettings
 
 FACTORY = "digits.serving.app:factory"
@@ -35,13 +37,18 @@ def serve(settings: ServeSettings, *, host: str, port: int, workers: int, log_le
     app with :func:`digits.serving.app.factory`.  ``runtime="onnx"`` serves
     RUN_DIR/export/model.onnx when it is up to date, else exports first.
     `predictor`, for one worker, serves that instead of loading a model.
-    The settings' `log_format` (:mod:`digits.serving.logs`) and
-    `graceful_timeout` (how long SIGTERM waits for requests in flight) are uvicorn's.
+    uvicorn gets the settings' connection limits and read deadlines
+    (:func:`digits.serving.connections.uvicorn_options`), their `log_format`
+    (:mod:`digits.serving.logs`) and `graceful_timeout` (how long SIGTERM
+    waits for requests in flight).
     """
     import uvicorn
 
     settings.check()
-    options = {"log_config": logs.log_config(settings.log_format, log_level), "access_log": False,
+    # The connection limits and read deadlines (connections: its h11 protocol subclass, as `http`),
+    # then the log lines' format (uvicorn's own access log off: access.py writes one) and the graceful stop.
+    options = {**uvicorn_options(settings),
+               "log_config": logs.log_config(settings.log_format, log_level), "access_log": False,
                "timeout_graceful_shutdown": settings.graceful_timeout}
     if predictor is not None and workers != 1:
         raise DigitsError("a predictor object can be served by one worker only")
@@ -51,6 +58,9 @@ def serve(settings: ServeSettings, *, host: str, port: int, workers: int, log_le
 
     if settings.model is not None:
         Run(settings.model)  # a missing or broken run is one line, before anything starts
+    check_port(host, port)  # so is a port in use, before the model takes seconds to load
+    if settings.allowed_hosts is None:
+        settings.allowed_hosts = default_allowed_hosts(host)
     if settings.runtime == "onnx":
         from digits.export import ensure_onnx
 

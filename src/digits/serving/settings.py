@@ -40,9 +40,12 @@ class ServeSettings:
     threshold: float | None = None
     """Below this confidence a digit is "unsure"; None: the model's own (``predictor.threshold``)."""
     threads: int | None = None
-    """Requests decoded and classified at once (bounds the memory big photos take); None: the CPU count, at least 2."""
+    """Requests decoded and classified at once (those with big pictures: `big_picture_threads`); None: the CPU
+    count, at least 2."""
     micro_batch: bool = False
     """Run the model calls of requests that arrive together as one batch (see :mod:`digits.serving.batching`)."""
+
+    # Observability and shutdown (digits.serving.metrics, access, logs and server)
     metrics: bool = True
     """Count requests, answers and model calls, and serve them at ``GET /metrics`` (:mod:`digits.serving.metrics`)."""
     access_log: bool = True
@@ -53,6 +56,36 @@ class ServeSettings:
     """On SIGTERM, the seconds requests in flight may take to finish before they are cancelled and
     the process exits (a Kubernetes pod gets 30 s between SIGTERM and SIGKILL)."""
 
+    # The work and memory a request may cost (digits.serving.limits)
+    predict_pixels: int = 4_000_000
+    """Uploads to /v1/predict and /v1/predict/batch with more pixels are decoded reduced, by a whole
+    factor, to at most this many (one digit needs no more): JPEG by Pillow's ``draft``, others by ``reduce``."""
+    max_request_pixels: int = 100_000_000
+    """Most pixels one request's uploads hold as decoded (after that reduction), checked from their
+    headers before any is decoded: a few seconds of work."""
+    max_pixels_in_flight: int = 30_000_000
+    """Most pixels decoded at once in a worker process, over all requests (others wait their turn):
+    bounds the memory big pictures take whatever the number of cores.  One 25-megapixel picture at
+    a time: /v1/read normalizes it at full size, which took 470 MB on top of the server's 350."""
+    big_picture_threads: int = 2
+    """Requests with a picture of a megapixel or more run in these threads per worker, at a lower
+    CPU priority, not in the `threads`: however many come, small requests keep their threads and the CPU."""
+
+    # Connections (digits.serving.connections: uvicorn's and h11's settings, and read deadlines)
+    header_timeout: float = 10.0
+    """Seconds for a request's line and headers to arrive, from the connection's opening or the previous answer."""
+    body_timeout: float = 60.0
+    """Seconds for a request's whole body to arrive once its headers have (10 MiB at 1.4 Mbit/s)."""
+    keep_alive_timeout: float = 5.0
+    """Seconds an idle keep-alive connection stays open (uvicorn's ``timeout_keep_alive``)."""
+    max_connections: int = 100
+    """Connections and requests at once per worker; past it uvicorn answers 503 (its ``limit_concurrency``)."""
+    max_header_bytes: int = 16 * 1024
+    """Largest request line and headers (h11's ``max_incomplete_event_size``); past it uvicorn answers 400."""
+    allowed_hosts: str | None = None
+    """Comma-separated names the Host header may carry (Starlette's TrustedHostMiddleware; ``*``: any).
+    None: any in :func:`~digits.serving.create_app`; :func:`~digits.serving.serve` fills in its host's names."""
+
     ENV_PREFIX: ClassVar[str] = "DIGITS_SERVE_"
     LOG_FORMATS: ClassVar[tuple[str, ...]] = ("text", "json")
 
@@ -62,6 +95,9 @@ class ServeSettings:
             raise DigitsError("max upload size and max batch must be at least 1")
         if self.threshold is not None and not 0 <= self.threshold <= 1:
             raise DigitsError(f"threshold must be between 0 and 1, got {self.threshold}")
+        for name in _POSITIVE:
+            if not getattr(self, name) > 0:
+                raise DigitsError(f"{name} must be positive, got {getattr(self, name)}")
         if self.log_format not in self.LOG_FORMATS:
             raise DigitsError(f"unknown log format {self.log_format!r}; choose {' or '.join(self.LOG_FORMATS)}")
         if not self.graceful_timeout > 0:
@@ -83,6 +119,10 @@ class ServeSettings:
             if raw is not None:
                 values[f.name] = None if raw == "" else _parse(types[f.name], raw)
         return cls(**values)
+
+
+_POSITIVE = ("predict_pixels", "max_request_pixels", "max_pixels_in_flight", "big_picture_threads",
+             "header_timeout", "body_timeout", "keep_alive_timeout", "max_connections", "max_header_bytes")
 
 
 def _parse(kind, raw: str):

@@ -13,6 +13,7 @@ saw back out as a PNG.
 from __future__ import annotations
 
 import io
+import math
 import os
 import stat
 import warnings
@@ -99,7 +100,8 @@ def load_image(path: str | os.PathLike[str]) -> Image.Image:
     return _decode(p, str(p))
 
 
-def decode_image(data: bytes, name: str = "upload", *, max_pixels: int | None = None) -> Image.Image:
+def decode_image(data: bytes, name: str = "upload", *, max_pixels: int | None = None,
+                 reduce_to: int | None = None) -> Image.Image:
     """Decode an image held in memory (an HTTP upload) exactly as :func:`load_image` reads a file.
 
     The same formats, orientation, transparency and checks, with the same
@@ -108,13 +110,48 @@ def decode_image(data: bytes, name: str = "upload", *, max_pixels: int | None = 
     declared content type or file name.  `max_pixels` lowers the
     decompression-bomb limit below Pillow's ``Image.MAX_IMAGE_PIXELS`` (a
     server may want a tighter bound than a command-line tool).
+
+    `reduce_to` decodes a picture of more pixels reduced by a whole factor
+    to at most that many: a JPEG through Pillow's ``draft`` (the decoder
+    scales by 1/2, 1/4 or 1/8, so the full-size array never exists), then
+    any picture by ``Image.reduce`` (box averaging) once it is grey.
     """
     if not data:
         raise ImageDecodeError(f"{name}: is empty (0 bytes), not an image", "empty")
-    return _decode(io.BytesIO(data), name, max_pixels)
+    return _decode(io.BytesIO(data), name, max_pixels, reduce_to)
 
 
-def _decode(source: Path | io.BytesIO, name: str, max_pixels: int | None = None) -> Image.Image:
+def decoded_size(data: bytes, reduce_to: int | None = None) -> tuple[int, int] | None:
+    """(width, height) of the array that ``decode_image(data, reduce_to=...)`` has its decoder fill:
+    the header's size, or a JPEG's reduced by ``draft``.  Read from the header, nothing decoded;
+    None when no accepted decoder takes `data` (decode_image says why)."""
+    try:
+        with Image.open(io.BytesIO(data), formats=_open_formats()) as img:
+            _draft(img, reduce_to)
+            return img.size
+    except Exception:
+        return None
+
+
+def _draft(img: Image.Image, reduce_to: int | None) -> None:
+    """Have a big JPEG decoded reduced (the decoder scales by 1/2, 1/4 or 1/8): the full-size array never exists."""
+    factor = _reduction(img.width, img.height, reduce_to)
+    if factor > 1 and img.format in ("JPEG", "MPO"):
+        img.draft(None, (math.ceil(img.width / factor), math.ceil(img.height / factor)))
+
+
+def _reduction(width: int, height: int, reduce_to: int | None) -> int:
+    """The smallest whole factor that brings width x height down to `reduce_to` pixels (1: none)."""
+    if reduce_to is None or width * height <= reduce_to:
+        return 1
+    factor = math.ceil(math.sqrt(width * height / reduce_to))
+    while math.ceil(width / factor) * math.ceil(height / factor) > reduce_to:
+        factor += 1
+    return factor
+
+
+def _decode(source: Path | io.BytesIO, name: str, max_pixels: int | None = None,
+            reduce_to: int | None = None) -> Image.Image:
     """Open, check and fully decode `source`; the shared body of load_image and decode_image.
 
     Only :data:`OPEN_FORMATS`' decoders are tried, and any exception one of
@@ -140,6 +177,7 @@ def _decode(source: Path | io.BytesIO, name: str, max_pixels: int | None = None)
                 if limit is not None and img.width * img.height > limit:
                     raise Image.DecompressionBombError(f"{img.width}x{img.height} pixels")
                 img.seek(0)
+                _draft(img, reduce_to)
                 img.load()  # decode every byte now: truncation shows up here
                 upright = ImageOps.exif_transpose(img)  # a loaded copy, usable after the file closes
     except ImageDecodeError:
@@ -156,7 +194,9 @@ def _decode(source: Path | io.BytesIO, name: str, max_pixels: int | None = None)
         raise _corrupt(name, exc) from None
     except Exception as exc:
         raise _corrupt(name, exc) from None
-    return to_grey(upright)
+    grey = to_grey(upright)
+    factor = _reduction(grey.width, grey.height, reduce_to)
+    return grey.reduce(factor) if factor > 1 else grey
 
 
 def _open_formats() -> list[str]:
