@@ -266,3 +266,18 @@ def test_unknown_precision_is_one_clear_error(tmp_path):
 def test_unknown_schedule_is_one_clear_error(tmp_path):
     with pytest.raises(DigitsError, match="unknown learning-rate schedule 'linear'"):
         train(out=tmp_path / "r", lr_schedule="linear", verbose=0)
+
+
+def test_keras_loads_on_jax_without_matplotlib_which_still_imports_afterwards():
+    """use_backend keeps Keras from importing Matplotlib (and TensorFlow); Digits' figures import it later."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from digits.backend import use_backend; use_backend('jax'); import keras; "
+            "print('matplotlib' in sys.modules, 'tensorflow' in sys.modules); "
+            "from digits import plots; import numpy as np; "
+            "print(plots.samples_png(np.zeros((3, 28, 28), np.uint8), np.arange(3))[:4] == b'\\x89PNG')")
+    env = {**os.environ, "KERAS_BACKEND": "jax"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["False", "False", "True"], out.stdout

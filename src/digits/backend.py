@@ -89,8 +89,9 @@ def _keep_tensorflow_unloaded() -> None:
 
 @contextmanager
 def _without_matplotlib():
-    """Keep Keras from importing Matplotlib (about 0.5 s of every run) for plotting helpers Digits never calls.
+    """Keep Keras from importing Matplotlib (about 1 s of start-up, measured on a busy 2-core machine).
 
+    Keras imports it for plotting helpers Digits never calls.
     ``keras.visualization`` imports ``matplotlib.pyplot`` when Keras loads,
     inside ``try/except ImportError``; while Keras loads here, Matplotlib
     looks absent, so that helper is left without it, and afterwards Matplotlib

@@ -209,8 +209,8 @@ def _train(config, *, out, data_dir, verbose, **overrides) -> Run:
 
     with writer, ThreadPoolExecutor(max_workers=1) as background:
         # The figures are drawn in the background: the samples (which need only the data) while
-        # the model trains, the curves while it is evaluated and saved (matplotlib's import and
-        # drawing, about a second, off every run).
+        # the model trains, the curves while it is evaluated and saved (Matplotlib's import and
+        # drawing, 1-3 s of CPU on a busy machine, overlap the rest).
         samples_figure = background.submit(plots.samples_png, data.x_train, data.y_train, data.class_names)
         callbacks = [keras.callbacks.CSVLogger(str(writer.path / "history.csv"))]
         if cfg.checkpoint_best:

@@ -74,7 +74,7 @@ def run() -> None:
         sys.stderr.flush()
         os._exit(code)
     # Tearing down the interpreter runs full garbage collections over the hundreds of
-    # thousands of objects Keras and JAX made (0.3 s on a quiet machine, 2-4 s on a busy
-    # one); frozen, they are only freed.  Everything Digits writes is closed by now.
+    # thousands of objects Keras and JAX made (1.9-4.6 s on a busy machine, 0.3-1.4 s
+    # frozen); frozen, they are only freed.  Everything Digits writes is closed by now.
     gc.freeze()
     sys.exit(code)
