@@ -6,7 +6,9 @@ process and prints seconds per epoch, time to 99.0% test accuracy and the
 final test accuracy:
 
 - the Keras "simple MNIST convnet" (conv-pool-conv-pool, 2.4 M multiply-adds
-  an image) against `fast`'s two strided convolutions and dense layer (0.78 M);
+  an image) against `fast`'s two strided convolutions and dense layer (0.45 M
+  since its second convolution has 32 filters; 0.78 M with 64, as in the
+  tables in BENCHMARKS.md measured before that);
 - each in float32 and in mixed bfloat16 (float32 weights, bfloat16 arithmetic;
   native on processors with AVX512-BF16 or AMX);
 - and, for contrast, `cnn-bn` for two epochs on 12,800 images in both precisions:

@@ -75,7 +75,7 @@ def test_training_stops_at_the_next_step_after_a_dropped_ctrl_c():
 
     model = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(), keras.layers.Dense(10)])
     with interrupts.stop_on_signals(), pytest.raises(KeyboardInterrupt):
-        # fastfit's own stop check comes after the callbacks given, at the same batch's end
+        # fastfit's own stop check comes before the next compiled call, or at the epoch's end
         fastfit.fit(model, optimizer="adam", loss="sparse_categorical_crossentropy",
                     x=np.zeros((200, 28, 28), np.float32), y=np.zeros(200, np.int32), batch_size=32,
                     epochs=3, verbose=0, callbacks=[DropAfterFirstBatch()])

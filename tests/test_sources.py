@@ -63,8 +63,13 @@ def test_registry() -> None:
 
 
 def test_default_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert default_cache_dir() == tmp_path / "default-cache"
     monkeypatch.delenv("DIGITS_CACHE_DIR")
+    assert default_cache_dir() == tmp_path / "xdg" / "digits"
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/path")  # ignored, as the XDG spec says
+    assert default_cache_dir() == Path.home() / ".cache" / "digits"
+    monkeypatch.delenv("XDG_CACHE_HOME")
     assert default_cache_dir() == Path.home() / ".cache" / "digits"
 
 
@@ -217,6 +222,81 @@ def test_cache_used_without_download(tmp_path: Path, write_tiny_idx) -> None:
     assert_same_data(data, arrays)
     assert data.source == str(tmp_path / "cache" / "fashion-mnist")
     assert data.class_names[-1] == "Ankle boot"
+
+
+# --------------------------------------------------------------------------
+# The decoded copy of gzip IDX files
+
+
+@pytest.fixture
+def decoded(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """Tiny files get a decoded copy too; returns the folder the copies go to."""
+    monkeypatch.setattr(sources, "DECODED_MIN_BYTES", 0)
+    return tmp_path / "default-cache" / sources.DECODED_FOLDER
+
+
+def _refuse_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(path):
+        raise AssertionError(f"decoded {path} although a valid copy exists")
+
+    monkeypatch.setattr(sources, "read_idx", refuse)
+
+
+def test_gzip_files_are_decoded_once_then_read_from_the_copy(tmp_path, write_tiny_idx, decoded, monkeypatch):
+    arrays = write_tiny_idx(tmp_path / "d")
+    assert_same_data(load_dataset(data_dir=tmp_path / "d"), arrays)
+    (copy,) = decoded.iterdir()
+    assert copy.name.startswith("mnist-") and copy.suffix == ".npz"
+    _refuse_decoding(monkeypatch)
+    again = load_dataset(data_dir=tmp_path / "d")
+    assert_same_data(again, arrays)
+    assert again.source == str(tmp_path / "d")
+    assert again.x_train.flags.writeable
+
+
+def test_changed_files_replace_the_stale_copy(tmp_path, write_tiny_idx, decoded, make_tiny_arrays):
+    write_tiny_idx(tmp_path / "d")
+    load_dataset(data_dir=tmp_path / "d")
+    newer = write_tiny_idx(tmp_path / "d", make_tiny_arrays(n_train=60, seed=1))
+    assert_same_data(load_dataset(data_dir=tmp_path / "d"), newer)
+    assert len(list(decoded.iterdir())) == 1  # one copy per folder, replaced
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "other key", "bad labels"])
+def test_a_damaged_copy_is_ignored_and_rebuilt(tmp_path, write_tiny_idx, decoded, monkeypatch, damage):
+    arrays = write_tiny_idx(tmp_path / "d")
+    load_dataset(data_dir=tmp_path / "d")
+    (copy,) = decoded.iterdir()
+    with np.load(copy) as npz:
+        stored = {name: npz[name] for name in npz.files}
+    if damage == "garbage":
+        copy.write_bytes(b"not a zip at all")
+    elif damage == "truncated":
+        copy.write_bytes(copy.read_bytes()[:1000])
+    elif damage == "other key":
+        np.savez(copy, **{**stored, "key": np.str_("[0]")})
+    else:  # a readable zip with the right key whose arrays fail the structure checks
+        np.savez(copy, **{**stored, "y_train": np.full_like(stored["y_train"], 200)})
+    assert_same_data(load_dataset(data_dir=tmp_path / "d"), arrays)
+    _refuse_decoding(monkeypatch)  # the copy was written again, whole
+    assert_same_data(load_dataset(data_dir=tmp_path / "d"), arrays)
+
+
+def test_no_copy_for_small_or_uncompressed_files(tmp_path, write_tiny_idx, monkeypatch):
+    folder = tmp_path / "default-cache" / sources.DECODED_FOLDER
+    write_tiny_idx(tmp_path / "small")
+    load_dataset(data_dir=tmp_path / "small")  # below DECODED_MIN_BYTES
+    monkeypatch.setattr(sources, "DECODED_MIN_BYTES", 0)
+    write_tiny_idx(tmp_path / "raw", gzip=False)
+    load_dataset(data_dir=tmp_path / "raw")  # uncompressed: read as fast as a copy
+    assert not folder.exists()
+
+
+def test_an_unwritable_cache_only_costs_time(tmp_path, write_tiny_idx, decoded, monkeypatch):
+    (tmp_path / "a-file").write_text("not a folder")
+    monkeypatch.setenv("DIGITS_CACHE_DIR", str(tmp_path / "a-file"))
+    arrays = write_tiny_idx(tmp_path / "d")
+    assert_same_data(load_dataset(data_dir=tmp_path / "d"), arrays)
 
 
 def test_empty_cache_without_download_says_what_to_do(tmp_path: Path) -> None:

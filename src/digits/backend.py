@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from digits.errors import DigitsError
@@ -78,11 +79,35 @@ def _keep_tensorflow_unloaded() -> None:
     if "tensorflow" in sys.modules:
         return
     try:
-        from keras.src.utils import module_utils
+        with _without_matplotlib():
+            from keras.src.utils import module_utils
 
         module_utils.tensorflow._available = False
     except (ImportError, AttributeError):  # pragma: no cover - newer Keras
         pass
+
+
+@contextmanager
+def _without_matplotlib():
+    """Keep Keras from importing Matplotlib (about 1 s of start-up, measured on a busy 2-core machine).
+
+    Keras imports it for plotting helpers Digits never calls.
+    ``keras.visualization`` imports ``matplotlib.pyplot`` when Keras loads,
+    inside ``try/except ImportError``; while Keras loads here, Matplotlib
+    looks absent, so that helper is left without it, and afterwards Matplotlib
+    imports as usual (Digits draws its figures with :mod:`digits.plots`, in
+    the background while a model trains).  If Matplotlib is loaded already,
+    nothing changes.
+    """
+    if "matplotlib" in sys.modules:
+        yield
+        return
+    sys.modules["matplotlib"] = None  # `import matplotlib...` raises ImportError
+    try:
+        yield
+    finally:
+        if sys.modules.get("matplotlib", 0) is None:
+            del sys.modules["matplotlib"]
 
 
 def running_backend() -> str | None:

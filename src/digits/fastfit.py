@@ -27,11 +27,14 @@ STEPS_PER_CALL = 64
 def fit(model, *, callbacks=(), **kwargs):
     """Compile `model` and fit it; returns Keras's History.  `model` ends up trained.
 
-    The progress bar counts the steps done (:class:`StepProgress`), and a
-    Ctrl-C that Python dropped stops training at the next compiled call
-    (:class:`StopCheck`) or as ``fit`` returns.
+    The progress bar, shown when ``verbose``, counts the steps done
+    (:class:`StepProgress`), and a Ctrl-C that Python dropped stops training
+    at the next compiled call (:class:`StopCheck`) or as ``fit`` returns.
+    Neither waits for a step's results, so where no other callback does,
+    Keras queues the next compiled call while one computes (on JAX).
     """
-    history = _compile_and_fit(model, callbacks=[*(callbacks or ()), StepProgress(), StopCheck()], **kwargs)
+    progress = [StepProgress()] if kwargs.get("verbose") else []
+    history = _compile_and_fit(model, callbacks=[*(callbacks or ()), *progress, StopCheck()], **kwargs)
     interrupts.check()
     return history
 
@@ -105,13 +108,17 @@ class MicroBatched(keras.Model):
 class StopCheck(keras.callbacks.Callback):
     """Stop training for a Ctrl-C or SIGTERM that Python dropped (:func:`digits.interrupts.check`).
 
-    Checked after every compiled call, at most a few hundred milliseconds apart.
+    Checked before every compiled call, at most a few hundred milliseconds
+    apart, and after every epoch.  Not at a batch's end: a callback there makes
+    Keras wait for each call's metrics before it queues the next call (Keras's
+    "async dispatch" on JAX), so Python's work between calls would not overlap
+    the computation any more.
     """
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_begin(self, batch, logs=None):
         interrupts.check()
 
-    def on_test_batch_end(self, batch, logs=None):
+    def on_test_batch_begin(self, batch, logs=None):
         interrupts.check()
 
     def on_epoch_end(self, epoch, logs=None):

@@ -196,17 +196,20 @@ def _cnn_bn():
     )
 
 
-def _fast():
-    """The least arithmetic that reaches 99% in three epochs: two strided convolutions, a dense layer.
+def _fast(filters: int = 32):
+    """Little arithmetic that still reaches 99% in three epochs: two strided convolutions, a dense layer.
 
     A 5×5 convolution with stride 2 (32 filters) and a 3×3 with stride 2
-    (64) take the place of convolution-plus-pooling, so every multiply
-    produces an output: 0.78 M multiply-adds per image against the Keras
-    example convnet's 2.4 M, for 225,546 parameters.  Trained with a
-    one-cycle rate (peak 0.01), batch 256 and mixed bfloat16 (where the
-    processor computes bfloat16 natively), three epochs reach 99% on the
-    test set in seconds on two CPU cores (the measured times and accuracies
-    over three seeds: BENCHMARKS.md, section 2).
+    (`filters`, 32) take the place of convolution-plus-pooling, so every
+    multiply produces an output: 0.45 M multiply-adds per image against the
+    Keras example convnet's 2.4 M, for 113,898 parameters.  The second
+    convolution had 64 filters (0.78 M multiply-adds) until three seeds showed
+    that 32 reach the same accuracy in three epochs, on the validation split
+    (99.13–99.20%) as on the test set, while 16 filters in the first
+    convolution and 32 in the second stopped at 98.98% (BENCHMARKS.md,
+    "Fixed costs and time to accuracy").
+    Trained with a one-cycle rate (peak 0.01), batch 256 and mixed
+    bfloat16 (where the processor computes bfloat16 natively).
     The output layer computes in float32, so probabilities keep full precision.
     """
     import keras
@@ -217,12 +220,48 @@ def _fast():
             keras.Input((28, 28), name="image"),
             layers.Reshape((28, 28, 1)),
             layers.Conv2D(32, 5, strides=2, activation="relu"),
-            layers.Conv2D(64, 3, strides=2, activation="relu"),
+            layers.Conv2D(filters, 3, strides=2, activation="relu"),
             layers.Flatten(),
             layers.Dense(128, activation="relu"),
             layers.Dense(10, activation="softmax", name="probabilities", dtype="float32"),
         ],
         name="fast",
+    )
+
+
+def _fast_aug():
+    """`fast`'s two strided convolutions with shifts, batch norm and dropout: aimed at 99.5% within a minute.
+
+    The earlier `fast` shape (5×5 stride 2 with 32 filters, 3×3 stride 2
+    with 64: 0.78 M multiply-adds per image) with batch normalization after
+    each convolution, dropout 0.4 before and after the dense layer, and random
+    shifts of up to 8% (2 pixels) while training, for 12 epochs of `fast`'s
+    one-cycle rate.  It reaches about 99.4%, not 99.5% (BENCHMARKS.md,
+    "Fixed costs and time to accuracy").  On the validation split it tied with
+    the same network with dropout alone (99.40% against 99.43% after 12
+    epochs, one image of 3,000 apart); it was kept because its three seeds
+    were measured.
+    """
+    import keras
+    from keras import layers
+
+    def conv(filters, size):
+        return [layers.Conv2D(filters, size, strides=2, use_bias=False), layers.BatchNormalization(),
+                layers.Activation("relu")]
+
+    return keras.Sequential(
+        [
+            keras.Input((28, 28), name="image"),
+            layers.Reshape((28, 28, 1)),
+            layers.RandomTranslation(0.08, 0.08, fill_mode="constant"),
+            *conv(32, 5), *conv(64, 3),
+            layers.Flatten(),
+            layers.Dropout(0.4),
+            layers.Dense(128, activation="relu"),
+            layers.Dropout(0.4),
+            layers.Dense(10, activation="softmax", name="probabilities", dtype="float32"),
+        ],
+        name="fast_aug",
     )
 
 
@@ -241,9 +280,13 @@ MODELS: dict[str, ModelSpec] = {
                   hyperparameters=_CNN_SETTINGS),
         ModelSpec("cnn-bn", _cnn_bn, "augmentation → 2×(conv3×3 ×2 → conv5×5/2, batch norm, dropout) → conv4×4 → 10",
                   epochs=15, batch_size=128, backend="tensorflow", jit_compile=False),
-        ModelSpec("fast", _fast, "conv5×5/2(32) → conv3×3/2(64) → Dense(128) → 10, bfloat16: 99% in 3 epochs",
+        ModelSpec("fast", _fast, "conv5×5/2(32) → conv3×3/2(32) → Dense(128) → 10: 99% in 3 epochs",
                   epochs=3, batch_size=256, learning_rate=0.01, lr_schedule="onecycle",
-                  backend="tensorflow", jit_compile=False, precision="mixed_bfloat16"),
+                  backend="tensorflow", jit_compile=False, precision="mixed_bfloat16",
+                  hyperparameters={"filters": HyperParameter(32, 1, 256, "filters in the second convolution")}),
+        ModelSpec("fast-aug", _fast_aug, "shifts → conv5×5/2(32) → conv3×3/2(64), batch norm → dropout, Dense(128) → 10",
+                  epochs=12, batch_size=256, learning_rate=0.01, lr_schedule="onecycle",
+                  backend="tensorflow", jit_compile=False),
     ]
 }
 

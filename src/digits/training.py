@@ -211,8 +211,9 @@ def _train(config, *, out, data_dir, verbose, **overrides) -> Run:
     x, y = training_arrays(cfg, data)
 
     with writer, ThreadPoolExecutor(max_workers=1) as background:
-        # The samples figure needs only the data: matplotlib draws it on the second core
-        # while the model trains (about half a second off every run).
+        # The figures are drawn in the background: the samples (which need only the data) while
+        # the model trains, the curves while it is evaluated and saved (Matplotlib's import and
+        # drawing, 1-3 s of CPU on a busy machine, overlap the rest).
         samples_figure = background.submit(plots.samples_png, data.x_train, data.y_train, data.class_names)
         callbacks = [keras.callbacks.CSVLogger(str(writer.path / "history.csv"))]
         if cfg.checkpoint_best:
@@ -226,6 +227,7 @@ def _train(config, *, out, data_dir, verbose, **overrides) -> Run:
         if cfg.checkpoint_best and (writer.path / "best.keras").exists():
             model.load_weights(writer.path / "best.keras")
         model = inference_copy(model)
+        curves_figure = background.submit(plots.curves_png, history.history)
 
         result = evaluate_arrays(model, to_inputs(data.x_test), data.y_test)
         threshold = _validation_threshold(model, x[n_fit:], y[n_fit:])
@@ -254,7 +256,7 @@ def _train(config, *, out, data_dir, verbose, **overrides) -> Run:
         writer.write_json("metrics.json", metrics)
         writer.write_text("summary.txt", _summary_text(model))
         writer.write_bytes("plots/samples.png", samples_figure.result())
-        writer.write_bytes("plots/curves.png", plots.curves_png(history.history))
+        writer.write_bytes("plots/curves.png", curves_figure.result())
         interrupts.check()  # the last moment a stop request keeps the run from being renamed into place
     return Run(writer.final_path)
 

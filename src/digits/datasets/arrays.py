@@ -14,5 +14,9 @@ model takes float32 (N, 28, 28)."""
 
 
 def to_inputs(images: np.ndarray) -> np.ndarray:
-    """uint8 images (N, 28, 28) → the float32 [0, 1] arrays every model takes, converted once."""
-    return np.asarray(images, dtype=np.float32) * np.float32(1 / 255)
+    """uint8 images (N, 28, 28) → the float32 [0, 1] arrays every model takes, converted once.
+
+    One pass, into one new array: for MNIST's 60,000 training images that is
+    188 MB written once instead of twice.
+    """
+    return np.multiply(images, np.float32(1 / 255), dtype=np.float32)

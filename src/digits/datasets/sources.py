@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import json
 import os
 import sys
 import time
@@ -148,10 +149,13 @@ DATASETS: dict[str, DatasetSpec] = {
 
 
 def default_cache_dir() -> Path:
-    """``$DIGITS_CACHE_DIR`` if set, else ``~/.cache/digits``."""
+    """``$DIGITS_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/digits``, else ``~/.cache/digits``."""
     configured = os.environ.get(CACHE_DIR_ENV)
     if configured:
         return Path(configured).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    if xdg and Path(xdg).is_absolute():  # the XDG spec: a relative value is to be ignored
+        return Path(xdg) / "digits"
     return Path.home() / ".cache" / "digits"
 
 
@@ -285,8 +289,78 @@ def _load_npz(spec: DatasetSpec, path: Path) -> Dataset:
 
 
 def _dataset_from_idx(spec: DatasetSpec, paths: Sequence[Path], source: str) -> Dataset:
-    arrays = [read_idx(path) for path in paths]
-    return _checked_dataset(spec, arrays, [str(p) for p in paths], source)
+    """The four IDX files as a Dataset, through the decoded copy when they are gzip (see below)."""
+    names = [str(p) for p in paths]
+    cache = _decoded_cache(spec, paths)
+    if cache is not None:
+        arrays = _read_decoded(*cache)
+        if arrays is not None:
+            try:
+                return _checked_dataset(spec, arrays, names, source)
+            except DigitsError:
+                pass  # a damaged copy: decode the originals and write it again
+    dataset = _checked_dataset(spec, [read_idx(path) for path in paths], names, source)
+    if cache is not None:
+        _write_decoded(*cache, dataset)
+    return dataset
+
+
+# --------------------------------------------------------------------------
+# The decoded copy
+#
+# Inflating MNIST's 9.5 MB of gzip took 0.68-0.71 s a run, where an
+# uncompressed .npz of the same arrays loaded, checks included, in 0.12-0.34 s
+# (side by side in one process on a busy 2-core machine).  So the first load of gzip IDX files
+# keeps one: ``<cache_dir>/decoded/<dataset>-<hash of the folder>.npz``, one
+# per source folder, replaced when its files change.  It is keyed by the
+# files' resolved paths, sizes, inodes and modification times (stored inside
+# the .npz and compared on every load), written atomically, and anything wrong
+# with it (unreadable, another key, arrays that fail the structure checks) is
+# ignored and the copy rebuilt.  Raw IDX files are read as fast as the copy, and
+# files under DECODED_MIN_BYTES decode faster than the copy loads, so neither
+# gets one.  A cache folder that cannot be written only costs the time.
+
+DECODED_FOLDER = "decoded"
+DECODED_MIN_BYTES = 1 << 20  # gzip bytes below which decoding beats loading a copy
+_DECODED_FORMAT = 1
+
+
+def _decoded_cache(spec: DatasetSpec, paths: Sequence[Path]) -> tuple[Path, str] | None:
+    """(where the decoded copy of `paths` lives, the key it must carry), or None if not worth one."""
+    try:
+        stats = [p.stat() for p in paths]
+        resolved = [str(p.resolve()) for p in paths]
+    except OSError:
+        return None
+    gzip_bytes = sum(st.st_size for p, st in zip(paths, stats) if p.name.endswith(".gz"))
+    if not gzip_bytes or gzip_bytes < DECODED_MIN_BYTES:
+        return None
+    key = json.dumps([_DECODED_FORMAT, spec.name,
+                      [[r, st.st_size, st.st_ino, st.st_mtime_ns] for r, st in zip(resolved, stats)]])
+    folder_id = hashlib.sha256(str(Path(resolved[0]).parent).encode()).hexdigest()[:16]
+    return default_cache_dir() / DECODED_FOLDER / f"{spec.name}-{folder_id}.npz", key
+
+
+def _read_decoded(path: Path, key: str) -> list[np.ndarray] | None:
+    """The arrays of the copy at `path` if it exists, reads whole and carries `key`; else None."""
+    try:
+        with open(path, "rb") as handle:
+            npz = np.load(handle, allow_pickle=False)
+            if not isinstance(npz, Mapping) or str(npz["key"]) != key:
+                return None
+            return [npz[name] for name in NPZ_KEYS]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error):
+        return None
+
+
+def _write_decoded(path: Path, key: str, dataset: Dataset) -> None:
+    """Keep `dataset`'s arrays at `path` under `key`, atomically; a failed write is not an error."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with files.atomic_file(path) as out:
+            np.savez(out, key=np.str_(key), **{name: getattr(dataset, name) for name in NPZ_KEYS})
+    except (OSError, DigitsError):
+        pass
 
 
 def _checked_dataset(
