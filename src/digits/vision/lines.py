@@ -49,16 +49,23 @@ MAX_SKEW = 5.0
 a photo taken by hand is rarely turned more, and the search costs a shear per step."""
 SKEW_STEP = 0.5
 """Degrees between the shear angles tried."""
+SKEW_ROW = 0.25
+"""Rows holding more ink than this share of the width are what the skew is measured on (lines)."""
 PAGE_SPAN = 0.6
-"""A straight run over this share of the picture's width (height, for vertical lines) is a
-printed line: ruled and squared paper run edge to edge, handwriting does not."""
+"""A straight row of ink over this share of the picture's width (height, for vertical lines) is a
+printed line: ruled and squared paper run edge to edge, handwriting does not..."""
 WORK_SIDE = 640
 """Lines are looked for on a copy at most this many pixels on its longer side (each pixel there set
 when any pixel of its block is ink, so thin lines survive): a phone photo's lines are as straight at
 a seventh of its resolution, and the search costs a fraction of the time.  Lengths below are in
 those pixels."""
+SHADE_WINDOW = 0.05
+"""The paper's own level (under a shadow, or where the light falls off) is measured over this share of
+the picture's longer side: wider than any stroke or line."""
 MIN_PAGE_SIDE = 64
 """Pictures smaller than this (MNIST arrays, thumbnails, one digit's crop) have no printed lines."""
+PAGE_RUNS = 0.3
+"""...of which straight runs make at least this share (the rest may be hidden under handwriting)..."""
 PAGE_EDGE = 0.1
 """...and reaches within this share of the width of both sides of the picture."""
 MIN_BOX_SIDE = 24
@@ -75,6 +82,12 @@ GAP = 3
 """Gaps of up to this many pixels along a line (faint printing, JPEG) do not break it."""
 CORNER = 4
 """Two runs meet at a corner when their ends lie within this many pixels (plus their thickness)."""
+COMB_WALLS = 3
+"""A straight run that this many box walls stand on (or hang from) is a form's comb of boxes, even where
+a digit's stroke along it hides its ends."""
+INNER_WALL = 0.4
+"""A wall between a comb's outer walls, standing on its side, is at least this share of their length
+(digits crossing it hide the rest)."""
 
 
 def remove_printed_lines(q: NDArray[np.uint8], ink_threshold: float, paper: float) -> NDArray[np.uint8]:
@@ -86,10 +99,10 @@ def remove_printed_lines(q: NDArray[np.uint8], ink_threshold: float, paper: floa
     """
     if min(q.shape) < MIN_PAGE_SIDE:
         return q
-    mask = q > ink_threshold
+    scale = max(1, -(-max(q.shape) // WORK_SIDE))
+    mask = q > ink_threshold + _shading(q, scale, paper)
     if not mask.any():
         return q
-    scale = max(1, -(-max(q.shape) // WORK_SIDE))
     small = block_any(mask, scale)
     thick = max(3, int(round(MAX_LINE_THICKNESS * max(small.shape))))
     horizontal = _straight_runs(small, thick)
@@ -101,6 +114,26 @@ def remove_printed_lines(q: NDArray[np.uint8], ink_threshold: float, paper: floa
         across, along = (block_grow(m, scale, mask.shape) & mask for m in (across, along))
         thickness *= scale
     return _erase_and_repair(q, across, along, paper, thickness)
+
+
+def _shading(q: NDArray[np.uint8], scale: int, paper: float) -> NDArray[np.float32] | float:
+    """How much darker than `paper` the paper is around each pixel (a shadow, light falling off).
+
+    The paper's level is what an opening (a minimum, then a maximum filter,
+    :data:`SHADE_WINDOW` of the longer side wide) leaves of the ink map: the
+    strokes and lines, narrower than the window, are gone.  Worked out at a
+    `scale` times smaller copy and returned at full size; 0 where the paper
+    is as light as `paper`.
+    """
+    from scipy import ndimage
+
+    small = np.asarray(Image.fromarray(q).reduce(scale)) if scale > 1 else q
+    window = max(3, int(round(SHADE_WINDOW * max(small.shape))))
+    level = ndimage.grey_opening(small, size=(window, window)).astype(np.float32)
+    shade = np.maximum(0.0, level - paper)
+    if not shade.any():
+        return 0.0
+    return np.repeat(np.repeat(shade, scale, axis=0), scale, axis=1)[: q.shape[0], : q.shape[1]] if scale > 1 else shade
 
 
 def block_any(mask: NDArray[np.bool_], k: int) -> NDArray[np.bool_]:
@@ -124,23 +157,26 @@ def block_grow(small: NDArray[np.bool_], k: int, shape: tuple[int, int]) -> NDAr
 def _skew(mask: NDArray[np.bool_]) -> float:
     """The shear (as a slope, rows per column) that makes the mask's long lines horizontal.
 
-    Chosen as the slope whose row projection has the largest sum of squares:
-    a line's pixels fall into one or two rows only when the shear undoes its
-    tilt.  Only every other pixel of a large mask is used: plenty for the sum.
+    Chosen as the slope whose row projection has the largest sum of squares
+    over the rows that hold over :data:`SKEW_ROW` of the width: a line's
+    pixels fall into one or two rows only when the shear undoes its tilt,
+    while handwriting never fills that much of a row, and it would sway the
+    sum of all rows (a bold digit's many rows outweigh two thin lines).
+    Without such rows, all rows count.  Only some pixels of a large mask are
+    used: plenty for the sum.
     """
     ys, xs = np.nonzero(mask)
-    if ys.size > 400_000:
-        step = ys.size // 200_000
-        ys, xs = ys[::step], xs[::step]
-    best, best_score = 0.0, -1.0
+    step = max(1, ys.size // 200_000)
+    ys, xs = ys[::step], xs[::step]
+    long_row = SKEW_ROW * mask.shape[1] / step
     offset = int(np.ceil(np.tan(np.radians(MAX_SKEW)) * mask.shape[1])) + 1
+    scores = []
     for degrees in np.arange(-MAX_SKEW, MAX_SKEW + 1e-9, SKEW_STEP):
         slope = float(np.tan(np.radians(degrees)))
-        rows = np.rint(ys - xs * slope).astype(np.int64) + offset
-        score = float(np.square(np.bincount(rows).astype(np.float64)).sum())
-        if score > best_score * (1 + 1e-9) or (abs(score - best_score) <= 1e-9 * best_score and abs(slope) < abs(best)):
-            best, best_score = slope, score
-    return best
+        counts = np.bincount(np.rint(ys - xs * slope).astype(np.int64) + offset).astype(np.float64)
+        scores.append((float(np.square(counts[counts > long_row]).sum()), float(np.square(counts).sum()), slope))
+    key = (lambda s: (s[0], -abs(s[2]))) if any(s[0] for s in scores) else (lambda s: (s[1], -abs(s[2])))
+    return max(scores, key=key)[2]
 
 
 def _shift_columns(a: np.ndarray, shifts: NDArray[np.intp], fill) -> np.ndarray:
@@ -184,7 +220,10 @@ def _straight_runs(mask: NDArray[np.bool_], thick: int) -> tuple[NDArray[np.bool
     closed = ndimage.minimum_filter1d(ndimage.maximum_filter1d(sheared, GAP + 1, axis=1), GAP + 1, axis=1)
     closed &= ndimage.maximum_filter1d(sheared, 2 * GAP + 1, axis=1)  # closing does not grow the ends
     length = MIN_BOX_SIDE
-    runs = ndimage.maximum_filter1d(ndimage.minimum_filter1d(closed, length, axis=1), length, axis=1)
+    # A thin line that the shear leaves a little off horizontal steps from row to row: the segment
+    # may step one row up or down anywhere along it.
+    loose = ndimage.maximum_filter1d(closed, 3, axis=0)
+    runs = ndimage.maximum_filter1d(ndimage.minimum_filter1d(loose, length, axis=1), length, axis=1) & closed
     # A line is thin: a run whose column of ink is thicker than `thick` is a blob, not a line.
     too_thick = ndimage.minimum_filter1d(runs, thick + 1, axis=0)
     too_thick = ndimage.maximum_filter1d(too_thick, thick + 1, axis=0)
@@ -196,13 +235,17 @@ def _straight_runs(mask: NDArray[np.bool_], thick: int) -> tuple[NDArray[np.bool
     last = np.where(near.any(axis=1), w - 1 - np.argmax(near[:, ::-1], axis=1), -1)
     # Printed lines run off the picture at both sides; a pen's long stroke (a 7's bar, a 1 on a
     # tight crop) stops short of at least one.
+    # Where the line runs under a digit, the digit's ink hides it: a row of runs covering PAGE_RUNS of
+    # the width, and with the ink over it PAGE_SPAN, is a line.
     edge = PAGE_EDGE * w
-    page_rows = (near.sum(axis=1) >= PAGE_SPAN * w) & (first <= edge) & (last >= w - 1 - edge)
+    covered = (near | ndimage.maximum_filter1d(sheared, 3, axis=0)).sum(axis=1)
+    page_rows = ((near.sum(axis=1) >= PAGE_RUNS * w) & (covered >= PAGE_SPAN * w)
+                 & (first <= edge) & (last >= w - 1 - edge))
     page = runs & ndimage.maximum_filter1d(page_rows, 3)[:, None]
     return _shift_columns(runs, -shifts, False), _shift_columns(page, -shifts, False)
 
 
-@dataclass
+@dataclass(eq=False)  # runs are compared by identity
 class _Run:
     """One straight run (a connected piece of a runs mask) and its geometry."""
 
@@ -218,12 +261,18 @@ def _runs(mask: NDArray[np.bool_], vertical: bool, min_length: int = 0) -> list[
     """The straight pieces of a runs mask that could be the side of a box: long, thin, not slanted."""
     from scipy import ndimage
 
-    labels, _ = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
+    # Pieces of one line that the shear's row steps leave a column or two apart are one run.
+    joined = ndimage.maximum_filter1d(mask, GAP + 1, axis=0 if vertical else 1)
+    labels, _ = ndimage.label(joined, structure=np.ones((3, 3), dtype=bool))
     found = []
     for i, where in enumerate(ndimage.find_objects(labels), start=1):
         if where is None:
             continue
-        pixels = labels[where] == i
+        pixels = (labels[where] == i) & mask[where]
+        ys, xs = np.nonzero(pixels)
+        pixels = pixels[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+        where = (slice(where[0].start + ys.min(), where[0].start + ys.max() + 1),
+                 slice(where[1].start + xs.min(), where[1].start + xs.max() + 1))
         along, across = (pixels.T if vertical else pixels).shape[::-1]  # length along the run, extent across
         thickness = np.count_nonzero(pixels) / along
         # A printed line is long, and tilted at most MAX_SKEW: across its length it drifts
@@ -270,6 +319,7 @@ def _printed(horizontal: tuple[NDArray[np.bool_], NDArray[np.bool_]],
     """
     h_runs, v_runs = _runs(horizontal[0], False, MIN_BOX_SIDE_LENGTH), _runs(vertical[0], True, MIN_BOX_SIDE_LENGTH)
     h_page, v_page = _runs(horizontal[1], False), _runs(vertical[1], True)
+    h_all = _runs(horizontal[0], False)
     printed_h, printed_v = horizontal[1].copy(), vertical[1].copy()
     thickness = max([r.thickness for r in h_page + v_page], default=0.0)
 
@@ -281,16 +331,54 @@ def _printed(horizontal: tuple[NDArray[np.bool_], NDArray[np.bool_]],
         into[run.where] |= run.pixels
         thickness = max(thickness, run.thickness)
 
+    sides = []
     for run in h_runs:
-        if all(any(_meets(end, v, tolerance(run, v)) for v in v_runs) for end in run.ends):
+        # A box's top or bottom: a corner at both ends, or a form's comb, where walls meet it all along.
+        walls = sum(any(_meets(point, run, tolerance(run, v)) for point in v.ends) for v in v_runs)
+        if walls >= COMB_WALLS or all(any(_meets(end, v, tolerance(run, v)) for v in v_runs) for end in run.ends):
             add(run, printed_h)
+            sides.append(run)
+    walls = []
     for run in v_runs:
         def stands(end, on: list[_Run], page: bool) -> bool:
             return any(_meets(end, hr, tolerance(run, hr)) and (not page or run.thickness <= 1.5 * hr.thickness + 1)
                        for hr in on)
         if all(stands(end, h_runs, False) or stands(end, h_page, True) for end in run.ends):
             add(run, printed_v)
+            walls.append(run)
+    # Where digits fill a comb's boxes, their strokes hide the walls' tops and most of the top side:
+    # walls standing on one side, thin as it is and as long as each other, are walls, and the
+    # pieces of straight run along the line through their other ends are the comb's other side.
+    for side in sides:
+        slope = (side.ends[1][0] - side.ends[0][0]) / max(1.0, side.ends[1][1] - side.ends[0][1])
+        standing = [v for v in v_runs if v.thickness <= 1.5 * side.thickness + 1
+                    and any(_meets(end, side, tolerance(side, v)) for end in v.ends)]
+        matched = [v for v in standing
+                   if sum(_same_span(v, other, slope, tolerance(v, other)) for other in standing) >= 2]
+        if len(matched) < 2:
+            continue
+        # The walls inside the comb, half hidden by the digits that cross them, stand on the side too.
+        span = max(abs(v.ends[1][0] - v.ends[0][0]) for v in matched)
+        left, right = min(v.ends[0][1] for v in matched), max(v.ends[0][1] for v in matched)
+        for v in standing:
+            if v in matched or (left < v.ends[0][1] < right and v.length >= INNER_WALL * span):
+                add(v, printed_v)
+        far = [v.ends[0] if _meets(v.ends[1], side, tolerance(side, v)) else v.ends[1] for v in matched]
+        (y0, x0), (y1, x1) = min(far, key=lambda e: e[1]), max(far, key=lambda e: e[1])
+        for run in h_all:
+            if all(x0 - CORNER <= x <= x1 + CORNER and abs(y - (y0 + (x - x0) * slope)) <= tolerance(side, run)
+                   for y, x in run.ends):
+                add(run, printed_h)
     return printed_h, printed_v, float(thickness)
+
+
+def _same_span(a: _Run, b: _Run, slope: float, tolerance: float) -> bool:
+    """Do two vertical runs start and end at the same heights, on a page tilted by `slope` (rows per column)?
+
+    A run is the same span as itself.
+    """
+    shift = (b.ends[0][1] - a.ends[0][1]) * slope
+    return all(abs(a.ends[i][0] + shift - b.ends[i][0]) <= tolerance for i in (0, 1))
 
 
 def _erase_and_repair(q: NDArray[np.uint8], horizontal: NDArray[np.bool_], vertical: NDArray[np.bool_],
