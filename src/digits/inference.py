@@ -326,7 +326,7 @@ class Reading(dict):
         return reading_html(self)
 
 
-def read_number(predictor: ImagePredictor, picture, *, threshold: float | None = None) -> Reading:
+def read_number(predictor: ImagePredictor, picture, *, threshold: float | None = None, reader=None) -> Reading:
     """Read the numbers in a picture: rows top to bottom, digits left to right, touching digits split.
 
     The one code path behind ``digits read``, ``POST /v1/read`` and this
@@ -340,25 +340,52 @@ def read_number(predictor: ImagePredictor, picture, *, threshold: float | None =
     ``reason`` when nothing was found.
 
     Segmentation is :func:`digits.vision.split_rows` (printed lines removed,
-    rows, groups).  A group wider than :data:`SPLIT_WIDTH` row heights is cut
-    where the model is most confident: each way of cutting it at the
-    candidate seams of :func:`digits.vision.segment.cut_paths` into pieces of
-    plausible size is scored by the mean log-probability of the pieces' best
-    labels, and the best split wins over the whole group when it scores
-    higher.  A group narrower than :data:`WIDE` row heights may be one wide
-    digit: it is split only when the model is unsure of it whole and sure of
-    every piece.
+    rows, groups).  A group wider than :data:`SPLIT_WIDTH` row heights may
+    hold several touching digits.  The group reader (`reader`, default the
+    bundled :class:`digits.sequence.GroupReader`; False for none) reads it
+    whole and says how many digits it holds; the group is then cut into that
+    many pieces where the classifier is most confident (:func:`_split`), and
+    each digit is the reader's answer where it is sure, else the
+    classifier's (:func:`_agree`).  Without a reader, or for a group too wide
+    for it, the number of pieces is chosen by the classifier too: each way of
+    cutting the group at the candidate seams of
+    :func:`digits.vision.segment.cut_paths` into pieces of plausible size is
+    scored by the mean log-probability of the pieces' best labels, and the
+    best split wins over the whole group when it scores higher (a group
+    narrower than :data:`WIDE` row heights may be one wide digit: it is split
+    only when the model is unsure of it whole and sure of every piece).
     """
     from digits.vision import NO_INK
     from digits.vision.normalize import union
     from digits.vision.segment import split_rows
 
     threshold = _threshold(predictor, threshold)
+    if reader is None:
+        from digits.sequence import load_group_reader
+
+        reader = load_group_reader()
     rows = []
     for row in split_rows(picture):
         height = float(np.median([s.box[3] - s.box[1] for s in row]))
-        segments = [piece for segment in row for piece in _split(predictor, segment, height)]
+        wide = [s for s in row if s.box[2] - s.box[0] > SPLIT_WIDTH * height]
+        readings = reader.read([s.ink for s in wide]) if reader and wide else [None] * len(wide)
+        read_in = {id(s): r for s, r in zip(wide, readings)}
+        pieces: list[tuple[object, object]] = []  # (segment, what the group reader read there, or None)
+        for segment in row:
+            reading = read_in.get(id(segment))
+            if id(segment) not in read_in:
+                pieces.append((segment, None))
+            elif reading is None:  # no reader, or too wide for it: cut where the classifier is surest
+                pieces += [(piece, None) for piece in _split(predictor, segment, height)]
+            elif len(reading) >= 2:
+                # The reader says how many digits there are; the classifier says where to cut.
+                cuts = _split(predictor, segment, height, count=len(reading))
+                pieces += list(zip(cuts, reading)) if len(cuts) == len(reading) else [(c, None) for c in cuts]
+            else:
+                pieces.append((segment, reading[0] if reading else None))
+        segments = [s for s, _ in pieces]
         results = recognize(predictor, [_framed(s) for s in segments], threshold=threshold)
+        results = [r if read is None else _agree(r, read, threshold) for r, (_, read) in zip(results, pieces)]
         # What normalization finds no ink in (a faint remnant of a printed line) is no digit.
         kept = [(s, r) for s, r in zip(segments, results) if r.reason != NO_INK]
         if not kept:
@@ -372,6 +399,27 @@ def read_number(predictor: ImagePredictor, picture, *, threshold: float | None =
         return Reading(number=None, complete=False, reason="no digits found", rows=[], digits=[])
     return Reading(number="\n".join(r["number"] for r in rows), complete=all(r["complete"] for r in rows),
                    rows=rows, digits=[d for r in rows for d in r["digits"]])
+
+
+def _agree(result: Prediction, read, threshold: float) -> Prediction:
+    """One digit of a group that the group reader read: the reader's answer when it is sure, else the classifier's.
+
+    The reader saw the digit among its neighbours, while the classifier sees
+    only the piece a cut left, which is often confidently wrong (a bad cut
+    leaves a fragment that looks like some digit); but where the reader is
+    unsure, a sure classifier is usually right.  (Chosen on renders of
+    validation digits: BENCHMARKS.md, "Reading real paper".)
+    """
+    from digits.vision import NO_INK
+
+    if result.reason == NO_INK or (read.confidence < threshold and result.label is not None):
+        return result
+    confidence = round(read.confidence, 6)
+    probabilities = [round(v, 6) for v in read.probabilities]
+    if confidence < threshold:
+        reason = f"unsure: best guess {read.label} at {confidence:.2f}, below the threshold {threshold:.2f}"
+        return Prediction(None, confidence, probabilities, reason, result.image)
+    return Prediction(read.label, confidence, probabilities, None, result.image)
 
 
 def _size_prior(box, height: float) -> float:
@@ -394,12 +442,16 @@ def _framed(segment) -> np.ndarray:
     return frame(segment.ink)
 
 
-def _split(predictor: ImagePredictor, segment, height: float) -> list:
-    """`segment` as it is, or cut into the pieces the model reads most confidently (see :func:`read_number`)."""
+def _split(predictor: ImagePredictor, segment, height: float, count: int | None = None) -> list:
+    """`segment` as it is, or cut into the pieces the model reads most confidently (see :func:`read_number`).
+
+    With `count`, the best way of cutting it into exactly that many pieces
+    (or the segment whole when there is none).
+    """
     from digits.vision.segment import cut, cut_paths
 
     width = segment.box[2] - segment.box[0]
-    if width <= SPLIT_WIDTH * height:
+    if width <= SPLIT_WIDTH * height and count is None:
         return [segment]
     paths = cut_paths(segment, height)
     edges = [None, *paths, None]
@@ -431,6 +483,9 @@ def _split(predictor: ImagePredictor, segment, height: float) -> list:
                 if j not in step or total + s > step[j][0]:
                     step[j] = (total + s, path + [(i, j)])
         best.append(step)
+    if count is not None:
+        return [pieces[key] for key in best[count][last][1]] if count < len(best) and last in best[count] \
+            else [segment]
     splits = [(total / k, path) for k, step in enumerate(best) if k >= 2 and last in step
               for total, path in [step[last]]]
     if not splits:

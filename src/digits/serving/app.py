@@ -125,9 +125,13 @@ def load_serving_predictor(settings: ServeSettings) -> ImagePredictor:
 
 
 def warm_up(predictor: ImagePredictor) -> None:
-    """Compile the batch shapes a server meets first (1..8 images), before the first request."""
+    """Compile the batch shapes a server meets first (1..8 images), and load the group reader
+    that ``/v1/read`` uses for touching digits, before the first request."""
+    from digits.sequence import load_group_reader
+
     for n in (1, 2, 4, 8):
         predictor.probabilities(np.zeros((n, MNIST_SIDE, MNIST_SIDE), np.float32))
+    load_group_reader().read([np.ones((MNIST_SIDE, 2 * MNIST_SIDE), np.float32)])
 
 
 def _warm_up_then_set(predictor: ImagePredictor, ready: threading.Event) -> None:
