@@ -381,8 +381,8 @@ def read_number(predictor: ImagePredictor, picture, *, threshold: float | None =
                 # The reader says how many digits there are; the classifier says where to cut.
                 cuts = _split(predictor, segment, height, count=len(reading))
                 pieces += list(zip(cuts, reading)) if len(cuts) == len(reading) else [(c, None) for c in cuts]
-            else:
-                pieces.append((segment, reading[0] if reading else None))
+            else:  # one digit, only wide: the classifier reads whole digits best
+                pieces.append((segment, None))
         segments = [s for s, _ in pieces]
         results = recognize(predictor, [_framed(s) for s in segments], threshold=threshold)
         results = [r if read is None else _agree(r, read, threshold) for r, (_, read) in zip(results, pieces)]
