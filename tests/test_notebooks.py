@@ -55,7 +55,9 @@ def kernel(tmp_path, monkeypatch, mnist_dir) -> str:
         "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
         "display_name": "Digits (test)",
         "language": "python",
-        "env": {"PYTHONPATH": pythonpath, "DIGITS_DATA_DIR": str(mnist_dir), "DIGITS_NOTEBOOK_LIMIT": LIMIT,
+        # The kernel runs in another folder: a relative data dir (CI's) is made absolute.
+        "env": {"PYTHONPATH": pythonpath, "DIGITS_DATA_DIR": str(Path(mnist_dir).resolve()),
+                "DIGITS_NOTEBOOK_LIMIT": LIMIT,
                 "IPYTHONDIR": str(tmp_path / "ipython")},
     }))
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
