@@ -130,3 +130,15 @@ def test_training_reduces_the_ctc_loss(mnist_data, tmp_path) -> None:
     model.compile(optimizer=keras.optimizers.Adam(2e-3), loss=ctc_loss)
     history = model.fit(inputs, labels, batch_size=32, epochs=4, verbose=0).history["loss"]
     assert np.isfinite(history).all() and history[-1] < history[0]
+
+
+@pytest.mark.parametrize("flag", ["--groups", "--epochs"])
+def test_the_training_script_refuses_a_bad_count(flag, tmp_path, capsys) -> None:
+    from digits.sequence import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--out", str(tmp_path / "r.keras"), flag, "0"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert flag in err and "must be at least 1" in err
+    assert not (tmp_path / "r.keras").exists()

@@ -337,6 +337,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir")
     parser.add_argument("--checkpoints", action="store_true", help="also save the model after each epoch")
     args = parser.parse_args(argv)
+    for flag, value in (("--groups", args.groups), ("--epochs", args.epochs)):
+        if value < 1:
+            parser.error(f"argument {flag}: must be at least 1, got {value}")
     print(train_reader(args.out, groups=args.groups, epochs=args.epochs, seed=args.seed, data_dir=args.data_dir,
                        checkpoints=args.checkpoints))
     return 0
