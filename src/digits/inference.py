@@ -313,6 +313,8 @@ PIECE_WIDTH = (0.12, 1.3)
 """A piece of a split is this many row heights wide, at least and at most (a 1 is about 0.15)."""
 PIECE_HEIGHT = 0.6
 """...and its ink at least this many row heights tall: a cut through a stroke leaves no digit."""
+SNAP = 0.15
+"""A cut the group reader places moves to a least-ink seam at most this many row heights away."""
 MAX_PIECES = 8
 """The most digits one group of touching ink is split into."""
 
@@ -378,8 +380,11 @@ def read_number(predictor: ImagePredictor, picture, *, threshold: float | None =
             elif reading is None:  # no reader, or too wide for it: cut where the classifier is surest
                 pieces += [(piece, None) for piece in _split(predictor, segment, height)]
             elif len(reading) >= 2:
-                # The reader says how many digits there are; the classifier says where to cut.
+                # The reader says how many digits there are; the classifier says where to cut, or where
+                # no such cut exists (a narrow 1 leaning into its neighbour), the reader says that too.
                 cuts = _split(predictor, segment, height, count=len(reading))
+                if len(cuts) != len(reading):
+                    cuts = _reader_cuts(segment, reading, height) or cuts
                 pieces += list(zip(cuts, reading)) if len(cuts) == len(reading) else [(c, None) for c in cuts]
             else:  # one digit, only wide: the classifier reads whole digits best
                 pieces.append((segment, None))
@@ -420,6 +425,32 @@ def _agree(result: Prediction, read, threshold: float) -> Prediction:
         reason = f"unsure: best guess {read.label} at {confidence:.2f}, below the threshold {threshold:.2f}"
         return Prediction(None, confidence, probabilities, reason, result.image)
     return Prediction(read.label, confidence, probabilities, None, result.image)
+
+
+def _reader_cuts(segment, reading, height: float) -> list | None:
+    """`segment` cut where the group reader's digits begin (None when a piece would hold no ink).
+
+    CTC fires each digit at its left edge (measured on synthetic groups: the
+    middle of a digit's columns lies at 0.0 of its width, 90% of them within
+    0.2 of it), so the cut before each digit but the first is there, moved
+    to the nearest least-ink seam of :func:`digits.vision.segment.cut_paths`
+    within :data:`SNAP` row heights.
+    """
+    from digits.vision.segment import cut, cut_paths
+
+    paths = cut_paths(segment, height)
+    centres = np.array([float(p.mean()) for p in paths])
+    edges: list = [None]
+    for digit in reading[1:]:
+        x = (digit.columns[0] + digit.columns[1]) / 2
+        distance = np.abs(centres - x) if paths else np.array([np.inf])
+        if distance.min() <= SNAP * height:
+            edges.append(paths[int(distance.argmin())])
+        else:
+            edges.append(np.full(segment.ink.shape[0], int(round(x)), np.intp))
+    edges.append(None)
+    pieces = [cut(segment, left, right) for left, right in zip(edges, edges[1:])]
+    return None if any(p is None for p in pieces) else pieces
 
 
 def _size_prior(box, height: float) -> float:
