@@ -55,6 +55,19 @@ def test_ruled_lines_are_removed_and_the_crossing_stroke_repaired() -> None:
     assert (cleaned[50:150, 140:150] > 200).all()
 
 
+def test_the_skew_follows_a_thin_line_among_bold_digits() -> None:
+    """Bold strokes across the width fill many rows a third full at any angle; the one thin
+    line, turned 1 degree, is what sets the shear."""
+    from digits.vision.lines import _skew
+
+    mask = np.zeros((270, 700), bool)
+    for x in range(60, 640, 150):  # four bold strokes, together a third of the width, 120 rows tall
+        mask[70:190, x : x + 60] = True
+    xs = np.arange(700)
+    mask[np.rint(120 + xs * np.tan(np.radians(1.0))).astype(int), xs] = True
+    assert _skew(mask) == pytest.approx(np.tan(np.radians(1.0)), abs=1e-9)
+
+
 def test_a_page_of_lines_only_has_no_ink_left() -> None:
     cleaned = remove_printed_lines(_ruled_page(False), ink_threshold=40, paper=0)
     assert not (cleaned > 40).any()

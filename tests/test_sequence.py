@@ -142,3 +142,14 @@ def test_the_training_script_refuses_a_bad_count(flag, tmp_path, capsys) -> None
     err = capsys.readouterr().err
     assert flag in err and "must be at least 1" in err
     assert not (tmp_path / "r.keras").exists()
+
+
+def test_the_training_script_refuses_a_reader_to_go_on_from_that_is_not_there(tmp_path, capsys) -> None:
+    from digits.sequence import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--out", str(tmp_path / "r.keras"), "--init", str(tmp_path / "nothing.keras")])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "--init" in err and "nothing.keras: no such file" in err
+    assert not (tmp_path / "r.keras").exists()

@@ -158,7 +158,8 @@ def _skew(mask: NDArray[np.bool_]) -> float:
     """The shear (as a slope, rows per column) that makes the mask's long lines horizontal.
 
     Chosen as the slope whose row projection has the largest sum of squares
-    over the rows that hold over :data:`SKEW_ROW` of the width: a line's
+    over the rows that hold over :data:`SKEW_ROW` of the width, and at least
+    half as much as the fullest row at any slope: a line's
     pixels fall into one or two rows only when the shear undoes its tilt,
     while handwriting never fills that much of a row, and it would sway the
     sum of all rows (a bold digit's many rows outweigh two thin lines).
@@ -168,13 +169,16 @@ def _skew(mask: NDArray[np.bool_]) -> float:
     ys, xs = np.nonzero(mask)
     step = max(1, ys.size // 200_000)
     ys, xs = ys[::step], xs[::step]
-    long_row = SKEW_ROW * mask.shape[1] / step
     offset = int(np.ceil(np.tan(np.radians(MAX_SKEW)) * mask.shape[1])) + 1
-    scores = []
-    for degrees in np.arange(-MAX_SKEW, MAX_SKEW + 1e-9, SKEW_STEP):
-        slope = float(np.tan(np.radians(degrees)))
-        counts = np.bincount(np.rint(ys - xs * slope).astype(np.int64) + offset).astype(np.float64)
-        scores.append((float(np.square(counts[counts > long_row]).sum()), float(np.square(counts).sum()), slope))
+    slopes = [float(np.tan(np.radians(d))) for d in np.arange(-MAX_SKEW, MAX_SKEW + 1e-9, SKEW_STEP)]
+    projections = [np.bincount(np.rint(ys - xs * slope).astype(np.int64) + offset).astype(np.float64)
+                   for slope in slopes]
+    # Bold digits across the width fill many rows a quarter full at any angle; a line, at its own
+    # angle, fills one nearly whole: the rows that count are also at least half the fullest row's.
+    fullest = max(float(counts.max()) for counts in projections)
+    long_row = max(SKEW_ROW * mask.shape[1] / step, 0.5 * fullest)
+    scores = [(float(np.square(counts[counts > long_row]).sum()), float(np.square(counts).sum()), slope)
+              for counts, slope in zip(projections, slopes)]
     key = (lambda s: (s[0], -abs(s[2]))) if any(s[0] for s in scores) else (lambda s: (s[1], -abs(s[2])))
     return max(scores, key=key)[2]
 
