@@ -205,16 +205,16 @@ def _train(config, *, out, data_dir, verbose, **overrides) -> Run:
 
     import keras
 
-    from digits import fastfit, plots
+    from digits import fastfit
     from digits.evaluation import evaluate_arrays
 
     x, y = training_arrays(cfg, data)
 
     with writer, ThreadPoolExecutor(max_workers=1) as background:
         # The figures are drawn in the background: the samples (which need only the data) while
-        # the model trains, the curves while it is evaluated and saved (Matplotlib's import and
-        # drawing, 1-3 s of CPU on a busy machine, overlap the rest).
-        samples_figure = background.submit(plots.samples_png, data.x_train, data.y_train, data.class_names)
+        # the model trains, the curves while it is evaluated and saved (Matplotlib's import, which
+        # happens there too, and the drawing, 1-3 s of CPU on a busy machine, overlap the rest).
+        samples_figure = background.submit(_figure, "samples_png", data.x_train, data.y_train, data.class_names)
         callbacks = [keras.callbacks.CSVLogger(str(writer.path / "history.csv"))]
         if cfg.checkpoint_best:
             callbacks.append(fastfit.BestCheckpoint(writer.path / "best.keras", verbose=verbose))
@@ -227,7 +227,7 @@ def _train(config, *, out, data_dir, verbose, **overrides) -> Run:
         if cfg.checkpoint_best and (writer.path / "best.keras").exists():
             model.load_weights(writer.path / "best.keras")
         model = inference_copy(model)
-        curves_figure = background.submit(plots.curves_png, history.history)
+        curves_figure = background.submit(_figure, "curves_png", history.history)
 
         result = evaluate_arrays(model, to_inputs(data.x_test), data.y_test)
         threshold = _validation_threshold(model, x[n_fit:], y[n_fit:])
@@ -273,6 +273,13 @@ def _check_tensorboard() -> None:
     if importlib.util.find_spec("tensorflow") is None:
         raise DigitsError("--tensorboard needs TensorFlow to write its logs, and it is not installed "
                           "(pip install tensorflow-cpu)")
+
+
+def _figure(name: str, *args) -> bytes:
+    """``digits.plots.NAME(*args)``, importing Matplotlib in the thread that draws."""
+    from digits import plots
+
+    return getattr(plots, name)(*args)
 
 
 def _validation_threshold(model, x_val: np.ndarray, y_val: np.ndarray) -> dict:
