@@ -153,3 +153,16 @@ def test_the_training_script_refuses_a_reader_to_go_on_from_that_is_not_there(tm
     err = capsys.readouterr().err
     assert "--init" in err and "nothing.keras: no such file" in err
     assert not (tmp_path / "r.keras").exists()
+
+
+def test_training_goes_on_from_a_saved_reader(tmp_path, capsys) -> None:
+    """--init: training starts from the saved reader's weights (the bundled one reads most groups
+    before a single step; a new network reads none), and the result is a reader again."""
+    from digits.sequence import BUNDLED, GroupReader, train_reader
+
+    result = train_reader(tmp_path / "r.keras", groups=64, epochs=1, validation=40, init=BUNDLED)
+    start = next(line for line in capsys.readouterr().out.splitlines() if "'init'" in line)
+    assert float(start.split("'val_exact': ")[1].split(",")[0]) >= 0.75
+    assert result["history"][-1]["val_exact"] >= 0.5  # 64 groups at a small rate do not undo it
+    (read,) = GroupReader(tmp_path / "r.keras").read([np.ones((20, 40), np.float32)])
+    assert read is not None

@@ -290,10 +290,10 @@ FINE_TUNE_RATE = 5e-4
 
 def train_reader(out: Path, *, groups: int = 40_000, epochs: int = 8, batch_size: int = 64,
                  seed: int = 0, data_dir: str | None = None, checkpoints: bool = False,
-                 init: Path | None = None) -> dict:
+                 init: Path | None = None, validation: int = 3000) -> dict:
     """Train a group reader on synthetic groups of MNIST's training digits, validate, save to `out`.
 
-    The last 5,000 training digits make the validation groups; the test set is not read.
+    The last 5,000 training digits make the `validation` groups; the test set is not read.
     With `checkpoints`, the model is also saved after each epoch, beside `out`.  With `init`
     (a saved reader), training goes on from its weights: the learning rate decays from
     :data:`FINE_TUNE_RATE`, without the warm-up.
@@ -308,7 +308,7 @@ def train_reader(out: Path, *, groups: int = 40_000, epochs: int = 8, batch_size
     keras.utils.set_random_seed(seed)
     x_fit, y_fit, x_val, y_val = x[:-5000], y[:-5000], x[-5000:], y[-5000:]
     started = time.perf_counter()
-    val_inputs, val_labels = synthetic_groups(x_val, y_val, 3000, rng)
+    val_inputs, val_labels = synthetic_groups(x_val, y_val, validation, rng)
     model = build_reader()
     steps = epochs * (groups // batch_size)
     if init is not None:
