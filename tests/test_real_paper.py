@@ -68,6 +68,16 @@ def test_the_skew_follows_a_thin_line_among_bold_digits() -> None:
     assert _skew(mask) == pytest.approx(np.tan(np.radians(1.0)), abs=1e-9)
 
 
+def test_the_end_of_a_line_cut_by_the_frame_is_no_ink() -> None:
+    """A grid line's last stub at the picture's edge, a pixel wide, is not a digit; a digit is kept."""
+    page = np.full((300, 575), 235, np.uint8)
+    page[270:301, 574] = 90  # a vertical line's end, cut by the frame just beyond its last crossing
+    assert not find_ink(Image.fromarray(page)).found
+    page[100:200, 280:292] = 30  # a pen's 1
+    report = find_ink(Image.fromarray(page))
+    assert report.found and report.box[0] >= 279 and report.box[2] <= 293
+
+
 def test_a_page_of_lines_only_has_no_ink_left() -> None:
     cleaned = remove_printed_lines(_ruled_page(False), ink_threshold=40, paper=0)
     assert not (cleaned > 40).any()

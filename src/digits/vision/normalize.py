@@ -96,8 +96,12 @@ _MIN_DIGIT_PIXELS = 8
 tall, and a digit a few pixels tall cannot be read anyway."""
 _CLUTTER_SPAN = 0.8
 """Ink touching the edge and spanning this share of the picture is clutter (see :func:`_is_clutter`)."""
+_SLIVER = 2
+"""Ink at most this many pixels thick lying on the picture's edge is what a printed line or the
+sheet's edge leaves there, never a pen's digit (see :func:`_is_sliver`)."""
 _FLATTEN_MIN_SIDE = 64
-"""Pictures smaller than this (MNIST arrays, thumbnails) have no lighting to even out."""
+"""Pictures smaller than this (MNIST arrays, thumbnails) have no lighting to even out, nor slivers
+of printed lines at their edges."""
 _FLATTEN_GRID = 64
 """Lighting is estimated on a grid of about this many cells along the longer side."""
 _FLATTEN_WINDOW = 0.25
@@ -294,6 +298,12 @@ def analyze(image: Image.Image | np.ndarray, *, remove_lines: bool = True) -> In
         return cols.start, rows.start, cols.stop, rows.stop
 
     candidates = {int(i): box_of(int(i)) for i in np.flatnonzero(mass)}
+    if min(h, w) >= _FLATTEN_MIN_SIDE:
+        slivers = [i for i, box in candidates.items() if _is_sliver(box, (h, w))]
+        mass[slivers] = 0
+        candidates = {i: box for i, box in candidates.items() if i not in slivers}
+        if not candidates:
+            return empty
     clutter = [i for i, box in candidates.items() if _is_clutter(box, (h, w))]
     if clutter and any(is_digit_sized(box, (h, w)) for i, box in candidates.items() if i not in clutter):
         mass[clutter] = 0
@@ -432,6 +442,18 @@ def _is_clutter(box: Box, shape: tuple[int, int]) -> bool:
     x0, y0, x1, y1 = box
     touches = x0 == 0 or y0 == 0 or x1 == w or y1 == h
     return touches and (x1 - x0 >= _CLUTTER_SPAN * w or y1 - y0 >= _CLUTTER_SPAN * h)
+
+
+def _is_sliver(box: Box, shape: tuple[int, int]) -> bool:
+    """Ink no more than :data:`_SLIVER` pixels thick along the picture's edge that it touches.
+
+    Where the picture's frame cuts a grid or ruled line just beyond its last
+    crossing, the line's end is left alone at the edge, too short to be found
+    as a printed line; a digit, even one cut by a tight crop, is thicker.
+    """
+    h, w = shape
+    x0, y0, x1, y1 = box
+    return ((x0 == 0 or x1 == w) and x1 - x0 <= _SLIVER) or ((y0 == 0 or y1 == h) and y1 - y0 <= _SLIVER)
 
 
 def is_digit_sized(box: Box, shape: tuple[int, int]) -> bool:
