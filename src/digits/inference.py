@@ -346,7 +346,9 @@ def read_number(predictor: ImagePredictor, picture, *, threshold: float | None =
     hold several touching digits.  The group reader (`reader`, default the
     bundled :class:`digits.sequence.GroupReader`; False for none) reads it
     whole and says how many digits it holds; the group is then cut into that
-    many pieces where the classifier is most confident (:func:`_split`), and
+    many pieces where the classifier is most confident (:func:`_split`), or,
+    where no such cut exists, where the reader's digits begin
+    (:func:`_reader_cuts`), and
     each digit is the reader's answer where it is sure, else the
     classifier's (:func:`_agree`).  Without a reader, or for a group too wide
     for it, the number of pieces is chosen by the classifier too: each way of
