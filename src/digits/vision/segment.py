@@ -42,6 +42,8 @@ HAIRLINE = 0.03
 """Ink whose strokes are thinner than this share of its length is a printed line (see :func:`_hairline`)."""
 ROW_GAP = 0.15
 """Bands of ink closer than this share of the typical band's height are one row."""
+ROW_TURN = 4.0
+"""Rows of writing are looked for up to this many degrees off horizontal (a page turned in the photo)."""
 STRAY_BAND = 0.4
 """A band shorter than this share of the tallest one is a stray piece of the nearest row."""
 SEAM_SLOPE = 0.3
@@ -173,11 +175,47 @@ def split_digits(image: Image.Image | np.ndarray) -> list[Segment]:
     return [segment for row in split_rows(image) for segment in row]
 
 
+def _row_slope(boxes: list[Box], height: int) -> float:
+    """The slope (rows per column) along which the rows of writing run: a turned page turns them.
+
+    Each slope up to :data:`ROW_TURN` degrees shifts every box up or down by
+    its centre's column times the slope; the slope whose boxes cover the
+    fewest rows wins, the smallest one among those within 1% of the picture's
+    height of it, so writing that runs level stays level.
+    """
+    x = np.array([(b[0] + b[2]) / 2 for b in boxes])
+    y0 = np.array([b[1] for b in boxes], np.float64)
+    y1 = np.array([b[3] for b in boxes], np.float64)
+    slopes = np.tan(np.radians(np.arange(-ROW_TURN, ROW_TURN + 1e-9, 0.5)))
+    covered = []
+    for slope in slopes:
+        top, bottom = y0 - slope * x, y1 - slope * x
+        order = np.argsort(top)
+        total, end = 0.0, -np.inf
+        for a, b in zip(top[order], bottom[order]):  # the length of the union of the intervals
+            if b > end:
+                total += b - max(a, end)
+                end = b
+        covered.append(total)
+    covered = np.array(covered)
+    near = np.flatnonzero(covered <= covered.min() + 0.01 * height)
+    return float(slopes[near[np.argmin(np.abs(slopes[near]))]])
+
+
 def _rows(ink: InkMap) -> list[list[int]]:
-    """The components of each row of writing (indices into ``ink.boxes``), top to bottom."""
+    """The components of each row of writing (indices into ``ink.boxes``), top to bottom.
+
+    Rows are measured along the slope of :func:`_row_slope`, so the rows of a
+    turned page do not run into each other.
+    """
     h = ink.level.shape[0]
+    slope = _row_slope(ink.boxes, h)
+    lift = int(np.ceil(abs(slope) * ink.level.shape[1]))  # shifted rows stay within 0..h + 2 * lift
+    shifted = [(b[0], int(round(b[1] - slope * (b[0] + b[2]) / 2)) + lift, b[2],
+                int(round(b[3] - slope * (b[0] + b[2]) / 2)) + lift) for b in ink.boxes]
+    h += 2 * lift
     profile = np.zeros(h + 1, dtype=np.int64)
-    for (_, y0, _, y1), mass in zip(ink.boxes, ink.mass):
+    for _, y0, _, y1 in shifted:
         profile[y0] += 1
         profile[y1] -= 1
     covered = np.cumsum(profile)[:h] > 0
@@ -199,7 +237,7 @@ def _rows(ink: InkMap) -> list[list[int]]:
                    else min(abs(middle - main[r][0]), abs(middle - main[r][1])))
 
     rows: list[list[int]] = [[] for _ in main]
-    for i, box in enumerate(ink.boxes):
+    for i, box in enumerate(shifted):
         rows[row_of(box)].append(i)
     return [r for r in rows if r]
 
