@@ -175,30 +175,33 @@ def split_digits(image: Image.Image | np.ndarray) -> list[Segment]:
     return [segment for row in split_rows(image) for segment in row]
 
 
-def _row_slope(boxes: list[Box], height: int) -> float:
+def _along(boxes: list[Box], slope: float, shape: tuple[int, int]) -> tuple[list[Box], NDArray[np.bool_]]:
+    """The boxes moved up or down by their centre's column times `slope` (kept within 0.. by a lift
+    of the picture's width times the slope), and which rows they cover then."""
+    h, w = shape
+    lift = int(np.ceil(abs(slope) * w))
+    shifted = []
+    for x0, y0, x1, y1 in boxes:
+        move = lift - slope * (x0 + x1) / 2
+        shifted.append((x0, int(round(y0 + move)), x1, int(round(y1 + move))))
+    profile = np.zeros(h + 2 * lift + 1, dtype=np.int64)
+    for _, y0, _, y1 in shifted:
+        profile[y0] += 1
+        profile[y1] -= 1
+    return shifted, np.cumsum(profile)[:-1] > 0
+
+
+def _row_slope(boxes: list[Box], shape: tuple[int, int]) -> float:
     """The slope (rows per column) along which the rows of writing run: a turned page turns them.
 
-    Each slope up to :data:`ROW_TURN` degrees shifts every box up or down by
-    its centre's column times the slope; the slope whose boxes cover the
-    fewest rows wins, the smallest one among those within 1% of the picture's
-    height of it, so writing that runs level stays level.
+    Of the slopes up to :data:`ROW_TURN` degrees, the one along which the
+    boxes cover the fewest rows (:func:`_along`) wins, the smallest one among
+    those within 1% of the picture's height of it, so writing that runs level
+    stays level.
     """
-    x = np.array([(b[0] + b[2]) / 2 for b in boxes])
-    y0 = np.array([b[1] for b in boxes], np.float64)
-    y1 = np.array([b[3] for b in boxes], np.float64)
     slopes = np.tan(np.radians(np.arange(-ROW_TURN, ROW_TURN + 1e-9, 0.5)))
-    covered = []
-    for slope in slopes:
-        top, bottom = y0 - slope * x, y1 - slope * x
-        order = np.argsort(top)
-        total, end = 0.0, -np.inf
-        for a, b in zip(top[order], bottom[order]):  # the length of the union of the intervals
-            if b > end:
-                total += b - max(a, end)
-                end = b
-        covered.append(total)
-    covered = np.array(covered)
-    near = np.flatnonzero(covered <= covered.min() + 0.01 * height)
+    covered = np.array([_along(boxes, float(slope), shape)[1].sum() for slope in slopes])
+    near = np.flatnonzero(covered <= covered.min() + 0.01 * shape[0])
     return float(slopes[near[np.argmin(np.abs(slopes[near]))]])
 
 
@@ -208,17 +211,8 @@ def _rows(ink: InkMap) -> list[list[int]]:
     Rows are measured along the slope of :func:`_row_slope`, so the rows of a
     turned page do not run into each other.
     """
-    h = ink.level.shape[0]
-    slope = _row_slope(ink.boxes, h)
-    lift = int(np.ceil(abs(slope) * ink.level.shape[1]))  # shifted rows stay within 0..h + 2 * lift
-    shifted = [(b[0], int(round(b[1] - slope * (b[0] + b[2]) / 2)) + lift, b[2],
-                int(round(b[3] - slope * (b[0] + b[2]) / 2)) + lift) for b in ink.boxes]
-    h += 2 * lift
-    profile = np.zeros(h + 1, dtype=np.int64)
-    for _, y0, _, y1 in shifted:
-        profile[y0] += 1
-        profile[y1] -= 1
-    covered = np.cumsum(profile)[:h] > 0
+    shape = ink.level.shape
+    shifted, covered = _along(ink.boxes, _row_slope(ink.boxes, shape), shape)
     edges = np.flatnonzero(np.diff(np.concatenate([[0], covered.astype(np.int8), [0]])))
     bands = [[int(a), int(b)] for a, b in zip(edges[::2], edges[1::2])]
     typical = float(np.median([b - a for a, b in bands]))
