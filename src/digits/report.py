@@ -17,13 +17,14 @@ was.
 from __future__ import annotations
 
 import base64
-import html
 import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from digits import files
+from digits.display import _e
+from digits.display import _number as _is_number
 from digits.errors import DigitsError
 from digits.runs import Run
 
@@ -106,10 +107,6 @@ class _RunInfo:
         return self.metrics.get(key)
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def _read(run) -> _RunInfo:
     """Open and check a run's files (not the model): one DigitsError naming the first bad file."""
     run = run if isinstance(run, Run) else Run(run)
@@ -166,10 +163,6 @@ tfoot td { font-weight: 600; border-bottom: none; }
 .warn { background: #fff7e6; border: 1px solid #f1d8a6; border-radius: 6px; padding: 8px 12px; }
 footer { color: #777; font-size: 13px; margin-top: 24px; }
 """
-
-
-def _e(value) -> str:
-    return html.escape(str(value), quote=True)
 
 
 def _img(png: bytes, alt: str) -> str:

@@ -121,10 +121,15 @@ def _timeout_answer(detail: str) -> bytes:
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
 
 
+def host_port(host: str, port: int) -> str:
+    """``host:port`` as a URL writes it (an IPv6 address in brackets)."""
+    return f"{'[' + host + ']' if ':' in host else host}:{port}"
+
+
 def check_port(host: str, port: int) -> None:
     """Bind `host`:`port` once and let it go: a name that does not resolve, or a port in use or
     not allowed, is one line (DigitsError) before the model loads, not uvicorn's exit after it."""
-    where = f"{'[' + host + ']' if ':' in host else host}:{port}"
+    where = host_port(host, port)
     try:
         addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as e:

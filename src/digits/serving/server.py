@@ -20,7 +20,7 @@ from digits.errors import DigitsError
 from digits.inference import ImagePredictor
 from digits.serving import logs, metrics
 from digits.serving.app import app_for
-from digits.serving.connections import check_port, uvicorn_options
+from digits.serving.connections import check_port, host_port, uvicorn_options
 from digits.serving.protect import default_allowed_hosts
 from digits.serving.settings import ServeSettings
 
@@ -66,7 +66,7 @@ def serve(settings: ServeSettings, *, host: str, port: int, workers: int, log_le
 
         settings.model = settings.model or str(bundled_run_dir())
         settings.onnx_path = str(ensure_onnx(settings.model))
-    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
+    url = f"http://{host_port(host, port)}/"
     if workers == 1:
         app = app_for(settings, predictor)  # the model loads here: its errors are one line too
         service = app.state.service
