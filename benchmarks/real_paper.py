@@ -25,7 +25,7 @@ digit or an abstention is wrong).  Picture i of a kind uses
 model together, on this machine.
 
     python benchmarks/real_paper.py [--n 200] [--model RUN_DIR] [--no-tesseract] [--json FILE] [--failures DIR]
-                                    [--kinds K1,K2] [--digits test|validation]
+                                    [--kinds K1,K2] [--digits test|validation] [--reader FILE]
 """
 
 from __future__ import annotations
@@ -101,13 +101,13 @@ def _pictures(kind: str, index: int, n: int, seed: int, x, y):
         yield img, "\n".join("".join(str(y[j]) for j in r) for r in rows)
 
 
-def _read_now(predictor, picture, single: bool) -> str | None:
+def _read_now(predictor, picture, single: bool, reader=None) -> str | None:
     from digits.inference import read_number, recognize
 
     if single:
         (p,) = recognize(predictor, [picture])
         return None if p.label is None else str(p.label)
-    doc = read_number(predictor, picture)
+    doc = read_number(predictor, picture, reader=reader)
     if doc["number"] is not None and not doc["complete"]:
         return "unsure"  # never right: not a number, and not "no digits" either
     return doc["number"]
@@ -196,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=200, help="pictures per kind (default: 200)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", metavar="RUN_DIR", help="default: the bundled model")
+    parser.add_argument("--reader", metavar="FILE", help="the group reader (default: the bundled one)")
     parser.add_argument("--no-tesseract", action="store_true", help="leave out the Tesseract column")
     parser.add_argument("--kinds", help="comma-separated subset of the kinds")
     parser.add_argument("--digits", choices=["test", "validation"], default="test",
@@ -218,6 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     data = load_dataset("mnist", progress=False)
     x, y = (data.x_test, data.y_test) if args.digits == "test" else (data.x_train[-3000:], data.y_train[-3000:])
     predictor = load_predictor(args.model)
+    from digits.sequence import load_group_reader
+
+    reader = load_group_reader(args.reader)
     old = _baseline_module(root)
     tesseract = None if args.no_tesseract else shutil.which("tesseract")
     methods = ["today", "now"] + (["tesseract"] if tesseract else [])
@@ -228,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     kinds = [k for k in KINDS if not args.kinds or k in args.kinds.split(",")]
     results: dict = {}
     print(f"{args.n} pictures per kind of {args.digits} digits, model {predictor.name}, "
-          f"threshold {predictor.threshold}")
+          f"threshold {predictor.threshold}, group reader {args.reader or 'bundled'}")
     header = f"| kind | " + " | ".join(f"{m}: right | {m}: ms" for m in methods) + " |"
     print(header)
     print("|" + " --- |" * (1 + 2 * len(methods)))
@@ -242,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
             for m in methods:
                 started = time.perf_counter()
                 if m == "now":
-                    answer = _read_now(predictor, picture, single)
+                    answer = _read_now(predictor, picture, single, reader)
                 elif m == "today":
                     answer = _read_today(old, predictor, picture, single, predictor.threshold)
                 else:

@@ -265,6 +265,23 @@ def test_several_rows_are_read_top_to_bottom(bundled, mnist_data) -> None:
         assert xs == sorted(xs)
 
 
+def test_read_rows_keeps_the_image_the_classifier_saw_of_each_digit(bundled, mnist_data) -> None:
+    """read_rows is read_number before formatting: the same rows and boxes, and each digit's 28×28 input,
+    which the classifier reads alone as the same digit (what benchmarks/paper_crops.py trains on)."""
+    from digits.inference import read_number, read_rows, recognize
+
+    first, a = _digits(mnist_data, 7, 8, 9)
+    second, b = _digits(mnist_data, 10, 11, 12, 13)
+    picture, _ = render_on_paper([first, second], np.random.default_rng(6), PaperLayout(paper="squared"))
+    rows = read_rows(bundled, picture)
+    doc = read_number(bundled, picture)
+    assert doc["number"] == f"{a}\n{b}"
+    assert [[list(s.box) for s, _ in row] for row in rows] == [[d["box"] for d in r["digits"]] for r in doc["rows"]]
+    images = [p.image for row in rows for _, p in row]
+    assert all(image.shape == (28, 28) and image.dtype == np.float32 for image in images)
+    assert [p.label for p in recognize(bundled, images)] == [int(c) for c in a + b]
+
+
 def test_a_ruled_page_is_no_digit(bundled) -> None:
     from digits.inference import read_number, recognize
 

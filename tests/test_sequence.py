@@ -144,6 +144,15 @@ def test_the_training_script_refuses_a_bad_count(flag, tmp_path, capsys) -> None
     assert not (tmp_path / "r.keras").exists()
 
 
+@pytest.mark.parametrize("argument, value, least", [("groups", 10, 64), ("epochs", 0, 1), ("validation", 0, 1)])
+def test_train_reader_refuses_counts_it_cannot_train_or_validate_on(argument, value, least, tmp_path) -> None:
+    from digits.sequence import train_reader
+
+    with pytest.raises(DigitsError, match=f"^train_reader: {argument} must be at least {least}, got {value}$"):
+        train_reader(tmp_path / "r.keras", **{argument: value})
+    assert not (tmp_path / "r.keras").exists()
+
+
 def test_the_training_script_refuses_a_reader_to_go_on_from_that_is_not_there(tmp_path, capsys) -> None:
     from digits.sequence import main
 

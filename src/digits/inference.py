@@ -359,8 +359,28 @@ def read_number(predictor: ImagePredictor, picture, *, threshold: float | None =
     narrower than :data:`WIDE` row heights may be one wide digit: it is split
     only when the model is unsure of it whole and sure of every piece).
     """
-    from digits.vision import NO_INK
     from digits.vision.normalize import union
+
+    rows = []
+    for row in read_rows(predictor, picture, threshold=threshold, reader=reader):
+        digits = [{**r.to_dict(), "box": list(s.box)} for s, r in row]
+        number = "".join("?" if d["label"] is None else str(d["label"]) for d in digits)
+        box = list(union([s.box for s, _ in row]))
+        rows.append({"number": number, "complete": "?" not in number, "box": box, "digits": digits})
+    if not rows:
+        return Reading(number=None, complete=False, reason="no digits found", rows=[], digits=[])
+    return Reading(number="\n".join(r["number"] for r in rows), complete=all(r["complete"] for r in rows),
+                   rows=rows, digits=[d for r in rows for d in r["digits"]])
+
+
+def read_rows(predictor: ImagePredictor, picture, *, threshold: float | None = None,
+              reader=None) -> list[list[tuple[object, Prediction]]]:
+    """What :func:`read_number` reads, before it is formatted: per row, each digit's segment and prediction.
+
+    Each :class:`Prediction` keeps the 28×28 ``image`` the classifier saw
+    (what :mod:`digits.paper` trains on).  Rows without a digit are left out.
+    """
+    from digits.vision import NO_INK
     from digits.vision.segment import split_rows
 
     threshold = _threshold(predictor, threshold)
@@ -395,17 +415,9 @@ def read_number(predictor: ImagePredictor, picture, *, threshold: float | None =
         results = [r if read is None else _agree(r, read, threshold) for r, (_, read) in zip(results, pieces)]
         # What normalization finds no ink in (a faint remnant of a printed line) is no digit.
         kept = [(s, r) for s, r in zip(segments, results) if r.reason != NO_INK]
-        if not kept:
-            continue
-        segments = [s for s, _ in kept]
-        digits = [{**r.to_dict(), "box": list(s.box)} for s, r in kept]
-        number = "".join("?" if d["label"] is None else str(d["label"]) for d in digits)
-        box = list(union([s.box for s in segments]))
-        rows.append({"number": number, "complete": "?" not in number, "box": box, "digits": digits})
-    if not rows:
-        return Reading(number=None, complete=False, reason="no digits found", rows=[], digits=[])
-    return Reading(number="\n".join(r["number"] for r in rows), complete=all(r["complete"] for r in rows),
-                   rows=rows, digits=[d for r in rows for d in r["digits"]])
+        if kept:
+            rows.append(kept)
+    return rows
 
 
 def _agree(result: Prediction, read, threshold: float) -> Prediction:

@@ -301,7 +301,11 @@ def train_reader(out: Path, *, groups: int = 40_000, epochs: int = 8, batch_size
     import keras
 
     from digits.datasets import load_dataset
+    from digits.errors import DigitsError
 
+    for name, value, least in (("groups", groups, batch_size), ("epochs", epochs, 1), ("validation", validation, 1)):
+        if value < least:
+            raise DigitsError(f"train_reader: {name} must be at least {least}, got {value}")
     data = load_dataset("mnist", data_dir=data_dir, progress=False)
     x, y = data.x_train, data.y_train
     rng = np.random.default_rng(seed)
