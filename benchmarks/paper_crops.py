@@ -19,7 +19,7 @@ so ``python benchmarks/real_paper.py --digits validation --model OUT`` shows
 what it does to whole pictures.
 
     python benchmarks/paper_crops.py [--per-kind 750] [--validation-per-kind 200] [--epochs 2] [--rate 3e-4]
-                                     [--model RUN_DIR] [--out RUN_DIR] [--workers 2]
+                                     [--model RUN_DIR] [--out RUN_DIR] [--mnist N] [--workers 2]
 """
 
 from __future__ import annotations
@@ -103,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1, help="of the rendered pictures and of training")
     parser.add_argument("--model", metavar="RUN_DIR", help="the model to start from (default: the bundled one)")
     parser.add_argument("--out", metavar="RUN_DIR", default="runs/paper-crops", help="where the fine-tuned run goes")
+    parser.add_argument("--mnist", type=int, default=TRAIN_DIGITS,
+                        help="MNIST training images mixed in (default: all 57,000; fewer for a quick try)")
     parser.add_argument("--workers", type=int, default=2, help="processes that render and read (default: 2)")
     args = parser.parse_args(argv)
 
@@ -115,14 +117,15 @@ def main(argv: list[str] | None = None) -> int:
     from digits.backend import use_backend
     from digits.datasets import load_dataset, to_inputs
 
-    use_backend(None)
+    use_backend("tensorflow")  # the backend the bundled model was trained on (its model card)
     from digits.inference import bundled_run_dir, load_predictor
 
     data = load_dataset("mnist", progress=False)
     start_dir = Path(args.model) if args.model else bundled_run_dir()
     before = load_predictor(args.model)
-    x = np.concatenate([to_inputs(data.x_train[:TRAIN_DIGITS]), to_inputs(train[0])])
-    y = np.concatenate([data.y_train[:TRAIN_DIGITS], train[1]])
+    mixed = min(args.mnist, TRAIN_DIGITS)
+    x = np.concatenate([to_inputs(data.x_train[:mixed]), to_inputs(train[0])])
+    y = np.concatenate([data.y_train[:mixed], train[1]])
     started = time.perf_counter()
     model = fine_tune(start_dir, x, y, epochs=args.epochs, rate=args.rate, seed=args.seed)
     fit_seconds = time.perf_counter() - started

@@ -193,9 +193,9 @@ def test_flag_defaults_are_the_librarys():
     assert (serve.runtime, serve.max_batch, serve.max_pixels, serve.threshold, serve.threads, serve.micro_batch) == (
         settings.runtime, settings.max_batch, settings.max_pixels, settings.threshold, settings.threads,
         settings.micro_batch)
-    from digits.cli.serve import _HARDENING
+    from digits.serving.settings import LIMITS
 
-    for name in [name for name, *_ in _HARDENING] + ["allowed_hosts"]:
+    for name in [*LIMITS, "allowed_hosts"]:
         assert getattr(serve, name) == getattr(settings, name), name
     tuned = parser.parse_args(["tune", "--model", "mlp", "--trials", "1"])
     for name in ("validation_split", "early_stopping", "seed", "dataset", "heartbeat"):

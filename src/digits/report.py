@@ -25,6 +25,7 @@ from pathlib import Path
 from digits import files
 from digits.display import _e
 from digits.display import _number as _is_number
+from digits.display import _pct
 from digits.errors import DigitsError
 from digits.runs import Run
 
@@ -217,10 +218,6 @@ def _section(anchor: str, heading: str, note: str, content: str) -> str:
 def _card(value: str, label: str, main: bool = False) -> str:
     return (f'<div class="card{" main" if main else ""}"><div class="value">{_e(value)}</div>'
             f'<div class="label">{_e(label)}</div></div>')
-
-
-def _pct(x: float, digits: int = 2) -> str:
-    return f"{x * 100:.{digits}f}%"
 
 
 def _int(x) -> str:

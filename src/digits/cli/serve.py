@@ -52,26 +52,29 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=cmd_serve)
 
 
-_HARDENING = (
-    # (setting, flag type, metavar, help): the work a request may cost, and its connection's limits
-    ("predict_pixels", positive_int, "N", "/v1/predict decodes bigger uploads reduced to at most N pixels"),
-    ("max_request_pixels", positive_int, "N", "most pixels the decoders fill for one request"),
-    ("max_pixels_in_flight", positive_int, "N", "most pixels decoded at once per worker, over all requests"),
-    ("big_picture_threads", positive_int, "N", "threads per worker, of lower CPU priority, for requests with "
-                                               "a picture of a megapixel or more"),
-    ("header_timeout", positive_float, "S", "seconds for a request's headers to arrive"),
-    ("body_timeout", positive_float, "S", "seconds for a request's body to arrive after its headers"),
-    ("keep_alive_timeout", positive_float, "S", "seconds an idle keep-alive connection stays open"),
-    ("max_connections", positive_int, "N", "connections and requests at once per worker; past it: 503"),
-    ("max_header_bytes", positive_int, "N", "largest request line and headers; past it: 400"),
-)
+_LIMIT_HELP = {  # a flag for each of ServeSettings' LIMITS: the work a request may cost, its connection's limits
+    "predict_pixels": "/v1/predict decodes bigger uploads reduced to at most N pixels",
+    "max_request_pixels": "most pixels the decoders fill for one request",
+    "max_pixels_in_flight": "most pixels decoded at once per worker, over all requests",
+    "big_picture_threads": "threads per worker, of lower CPU priority, for requests with a picture of a "
+                           "megapixel or more",
+    "header_timeout": "seconds for a request's headers to arrive",
+    "body_timeout": "seconds for a request's body to arrive after its headers",
+    "keep_alive_timeout": "seconds an idle keep-alive connection stays open",
+    "max_connections": "connections and requests at once per worker; past it: 503",
+    "max_header_bytes": "largest request line and headers; past it: 400",
+}
 
 
 def _add_hardening_flags(p, defaults) -> None:
     g = p.add_argument_group("limits on work, memory and connections (docs/serving.md, \"Limits and settings\")")
-    for name, kind, metavar, text in _HARDENING:
-        g.add_argument("--" + name.replace("_", "-"), type=kind, metavar=metavar, default=getattr(defaults, name),
-                       help=text + " (default: %(default)s)")
+    from digits.serving.settings import LIMITS
+
+    for name in LIMITS:  # seconds are floats, counts whole numbers
+        seconds = isinstance(getattr(defaults, name), float)
+        g.add_argument("--" + name.replace("_", "-"), type=positive_float if seconds else positive_int,
+                       metavar="S" if seconds else "N", default=getattr(defaults, name),
+                       help=_LIMIT_HELP[name] + " (default: %(default)s)")
     g.add_argument("--allowed-hosts", metavar="NAMES", default=defaults.allowed_hosts,
                    help="comma-separated names the Host header may carry, or '*' for any (default: the --host "
                         "name, and localhost, 127.0.0.1 and ::1 when it is a loopback address; any for 0.0.0.0)")
@@ -79,6 +82,7 @@ def _add_hardening_flags(p, defaults) -> None:
 
 def cmd_serve(args) -> None:
     from digits.serving import ServeSettings, serve
+    from digits.serving.settings import LIMITS
 
     settings = ServeSettings(
         model=args.run, runtime=args.runtime, backend=args.backend,
@@ -86,5 +90,5 @@ def cmd_serve(args) -> None:
         max_pixels=args.max_pixels, threshold=args.threshold,
         threads=args.threads, micro_batch=args.micro_batch, metrics=args.metrics, access_log=args.access_log,
         log_format=args.log_format, graceful_timeout=args.graceful_timeout,
-        allowed_hosts=args.allowed_hosts, **{name: getattr(args, name) for name, *_ in _HARDENING})
+        allowed_hosts=args.allowed_hosts, **{name: getattr(args, name) for name in LIMITS})
     serve(settings, host=args.host, port=args.port, workers=args.workers, log_level=args.log_level)

@@ -95,7 +95,7 @@ class ServeSettings:
             raise DigitsError("max upload size and max batch must be at least 1")
         if self.threshold is not None and not 0 <= self.threshold <= 1:
             raise DigitsError(f"threshold must be between 0 and 1, got {self.threshold}")
-        for name in _POSITIVE:
+        for name in LIMITS:
             if not getattr(self, name) > 0:
                 raise DigitsError(f"{name} must be positive, got {getattr(self, name)}")
         if self.log_format not in self.LOG_FORMATS:
@@ -121,8 +121,10 @@ class ServeSettings:
         return cls(**values)
 
 
-_POSITIVE = ("predict_pixels", "max_request_pixels", "max_pixels_in_flight", "big_picture_threads",
-             "header_timeout", "body_timeout", "keep_alive_timeout", "max_connections", "max_header_bytes")
+LIMITS = ("predict_pixels", "max_request_pixels", "max_pixels_in_flight", "big_picture_threads",
+          "header_timeout", "body_timeout", "keep_alive_timeout", "max_connections", "max_header_bytes")
+"""The limits on the work a request may cost and on its connection: each must be positive, and
+``digits serve`` has a flag for each (``--max-request-pixels``, ...)."""
 
 
 def _parse(kind, raw: str):
