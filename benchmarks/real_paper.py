@@ -208,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="save the first pictures of each kind that the new method gets wrong, as "
                              "KIND-I.jpg (the typical failures the model card describes)")
     args = parser.parse_args(argv)
+    if args.reader and not Path(args.reader).is_file():
+        parser.error(f"argument --reader: {args.reader}: no such file")
 
     from digits.backend import use_backend
     from digits.datasets import load_dataset, to_inputs

@@ -323,3 +323,23 @@ def test_to_mnist_of_a_boxed_digit_is_the_digit_alone(mnist_data) -> None:
     boxed, _ = render_on_paper([[digit]], np.random.default_rng(7), PaperLayout(boxes=True))
     plain, _ = render_on_paper([[digit]], np.random.default_rng(7), PaperLayout())
     assert np.abs(to_mnist(boxed) - to_mnist(plain)).mean() < 0.05
+
+
+@pytest.mark.parametrize("script, flags, message", [
+    ("real_paper.py", ["--reader", "nothing.keras"], "argument --reader: nothing.keras: no such file"),
+    ("paper_crops.py", ["--per-kind", "0"], "argument --per-kind: must be at least 1, got 0"),
+    ("paper_crops.py", ["--rate", "-1"], "argument --rate: must be positive, got -1.0"),
+    ("paper_crops.py", ["--model", "nowhere"], "argument --model: nowhere: no model.keras there"),
+])
+def test_the_paper_benchmarks_refuse_a_bad_flag_in_one_line(script, flags, message, tmp_path) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    benchmarks = Path(__file__).resolve().parents[1] / "benchmarks"
+    proc = subprocess.run([sys.executable, str(benchmarks / script), *flags, *(["--out", str(tmp_path / "run")]
+                          if script == "paper_crops.py" else [])], capture_output=True, text=True, cwd=tmp_path,
+                          timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].endswith(message)
+    assert not (tmp_path / "run").exists()

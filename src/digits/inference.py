@@ -378,7 +378,7 @@ def read_rows(predictor: ImagePredictor, picture, *, threshold: float | None = N
     """What :func:`read_number` reads, before it is formatted: per row, each digit's segment and prediction.
 
     Each :class:`Prediction` keeps the 28×28 ``image`` the classifier saw
-    (what :mod:`digits.paper` trains on).  Rows without a digit are left out.
+    (what ``benchmarks/paper_crops.py`` trains on).  Rows without a digit are left out.
     """
     from digits.vision import NO_INK
     from digits.vision.segment import split_rows
