@@ -309,6 +309,40 @@ def test_an_empty_form_is_no_digit(bundled) -> None:
     assert read_number(bundled, picture)["number"] is None
 
 
+@pytest.mark.parametrize("page, paper", [(94, "squared"), (192, "ruled"), (255, "ruled")])
+def test_line_ends_at_the_frame_are_no_digit(bundled, page, paper) -> None:
+    """Pages of lines alone (``real_paper.py --seed 1``'s) on which the ends and crossings of lines
+    cut by the frame were once read as digits (``1\n1\n1...``, ``84``, ``88?``)."""
+    from digits.inference import read_number
+
+    picture, _ = render_on_paper([], np.random.default_rng([1, 8, page]), PaperLayout(paper=paper))
+    assert read_number(bundled, picture)["number"] is None
+
+
+def _marks(shape, boxes) -> Image.Image:
+    """Dark rectangles (x0, y0, x1, y1) on white paper, rings like 0s where wider than 20 px."""
+    page = np.full(shape, 240, np.uint8)
+    for x0, y0, x1, y1 in boxes:
+        page[y0:y1, x0:x1] = 20
+        if x1 - x0 > 20:
+            page[y0 + 10 : y1 - 10, x0 + 10 : x1 - 10] = 240
+    return Image.fromarray(page)
+
+
+def test_small_ink_at_the_frame_is_a_remnant_and_digits_there_are_kept() -> None:
+    digits = [(100 + 80 * k, 100, 150 + 80 * k, 180) for k in range(4)]  # 80 px tall, inside
+    stub = (0, 120, 6, 150)  # 30 px tall at the left edge: under half the digits' height
+    rows = split_rows(_marks((300, 500), digits + [stub]))
+    assert [[s.box for s in r] for r in rows] == [digits]
+    # Alone, a stub is judged against the picture: 30 px is a tenth of its 300.
+    assert split_rows(_marks((300, 500), [stub])) == []
+    # A tight crop's digits touch the frame, and fill it: all kept.
+    tight = [(0, 0, 50, 80), (60, 0, 110, 80), (120, 0, 170, 80)]
+    assert [s.box for s in split_rows(_marks((80, 170), tight))[0]] == tight
+    # Small marks away from the frame are the segmentation's to judge, not this rule's.
+    assert len(split_rows(_marks((300, 500), digits + [(30, 120, 36, 150)]))[0]) == 5
+
+
 def test_many_small_digits_are_all_kept(mnist_data) -> None:
     """Dust is judged against the picture's 1%, not 3%: a row of 30 digits keeps all 30."""
     row = np.concatenate([np.pad(mnist_data.x_test[i], ((4, 4), (2, 2))) for i in range(30)], axis=1)

@@ -132,7 +132,17 @@ def test_training_reduces_the_ctc_loss(mnist_data, tmp_path) -> None:
     assert np.isfinite(history).all() and history[-1] < history[0]
 
 
-@pytest.mark.parametrize("flag", ["--groups", "--epochs"])
+def test_the_readers_width_is_a_setting() -> None:
+    """`filters` scales every layer; the output is one row of 11 logits per 4 input columns either way."""
+    from digits.sequence import BLANK, build_reader
+
+    small, wide = build_reader(8), build_reader(16)
+    assert small.count_params() < wide.count_params() / 3
+    for model in (small, wide):
+        assert tuple(model(np.zeros((2, 28, 64, 1), np.float32)).shape) == (2, 16, BLANK + 1)
+
+
+@pytest.mark.parametrize("flag", ["--groups", "--epochs", "--filters"])
 def test_the_training_script_refuses_a_bad_count(flag, tmp_path, capsys) -> None:
     from digits.sequence import main
 
@@ -144,7 +154,8 @@ def test_the_training_script_refuses_a_bad_count(flag, tmp_path, capsys) -> None
     assert not (tmp_path / "r.keras").exists()
 
 
-@pytest.mark.parametrize("argument, value, least", [("groups", 10, 64), ("epochs", 0, 1), ("validation", 0, 1)])
+@pytest.mark.parametrize("argument, value, least", [("groups", 10, 64), ("epochs", 0, 1), ("validation", 0, 1),
+                                                     ("filters", 0, 1)])
 def test_train_reader_refuses_counts_it_cannot_train_or_validate_on(argument, value, least, tmp_path) -> None:
     from digits.sequence import train_reader
 

@@ -161,23 +161,26 @@ def synthetic_groups(x: np.ndarray, y: np.ndarray, n: int, rng: np.random.Genera
 # The model
 
 
-def build_reader():
-    """The CRNN: 28 x any width x 1 in, one row of 11 logits (digits, then blank) per 4 columns out."""
+def build_reader(filters: int = 16):
+    """The CRNN: 28 x any width x 1 in, one row of 11 logits (digits, then blank) per 4 columns out.
+
+    `filters` is the first convolution's width; the others are 2, 4 and 8 times it.
+    """
     import keras
     from keras import layers
 
     inputs = keras.Input((MNIST_SIDE, None, 1))
-    x = layers.Conv2D(16, 3, padding="same", activation="relu")(inputs)
+    x = layers.Conv2D(filters, 3, padding="same", activation="relu")(inputs)
     x = layers.MaxPooling2D(2)(x)
-    x = layers.Conv2D(32, 3, padding="same", activation="relu")(x)
+    x = layers.Conv2D(2 * filters, 3, padding="same", activation="relu")(x)
     x = layers.MaxPooling2D(2)(x)
-    x = layers.Conv2D(64, 3, padding="same", activation="relu")(x)  # (7, W/4, 64)
+    x = layers.Conv2D(4 * filters, 3, padding="same", activation="relu")(x)  # (7, W/4, 4 filters)
     x = layers.Permute((2, 1, 3))(x)
-    x = layers.Reshape((-1, 7 * 64))(x)  # one feature vector per 4 input columns
-    x = layers.Dense(128, activation="relu")(x)
+    x = layers.Reshape((-1, 7 * 4 * filters))(x)  # one feature vector per 4 input columns
+    x = layers.Dense(8 * filters, activation="relu")(x)
     x = layers.Dropout(0.2)(x)
-    x = layers.Conv1D(128, 5, padding="same", activation="relu")(x)
-    x = layers.Conv1D(128, 5, padding="same", activation="relu")(x)
+    x = layers.Conv1D(8 * filters, 5, padding="same", activation="relu")(x)
+    x = layers.Conv1D(8 * filters, 5, padding="same", activation="relu")(x)
     outputs = layers.Dense(BLANK + 1)(x)
     return keras.Model(inputs, outputs, name="group_reader")
 
@@ -290,20 +293,22 @@ FINE_TUNE_RATE = 5e-4
 
 def train_reader(out: Path, *, groups: int = 40_000, epochs: int = 8, batch_size: int = 64,
                  seed: int = 0, data_dir: str | None = None, checkpoints: bool = False,
-                 init: Path | None = None, validation: int = 3000) -> dict:
+                 init: Path | None = None, validation: int = 3000, filters: int = 16) -> dict:
     """Train a group reader on synthetic groups of MNIST's training digits, validate, save to `out`.
 
     The last 5,000 training digits make the `validation` groups; the test set is not read.
     With `checkpoints`, the model is also saved after each epoch, beside `out`.  With `init`
-    (a saved reader), training goes on from its weights: the learning rate decays from
-    :data:`FINE_TUNE_RATE`, without the warm-up.
+    (a saved reader), training goes on from it, in its own shape: the learning rate decays
+    from :data:`FINE_TUNE_RATE`, without the warm-up.  Otherwise a new reader is built with
+    :func:`build_reader`'s `filters`.
     """
     import keras
 
     from digits.datasets import load_dataset
     from digits.errors import DigitsError
 
-    for name, value, least in (("groups", groups, batch_size), ("epochs", epochs, 1), ("validation", validation, 1)):
+    for name, value, least in (("groups", groups, batch_size), ("epochs", epochs, 1), ("validation", validation, 1),
+                               ("filters", filters, 1)):
         if value < least:
             raise DigitsError(f"train_reader: {name} must be at least {least}, got {value}")
     data = load_dataset("mnist", data_dir=data_dir, progress=False)
@@ -313,10 +318,9 @@ def train_reader(out: Path, *, groups: int = 40_000, epochs: int = 8, batch_size
     x_fit, y_fit, x_val, y_val = x[:-5000], y[:-5000], x[-5000:], y[-5000:]
     started = time.perf_counter()
     val_inputs, val_labels = synthetic_groups(x_val, y_val, validation, rng)
-    model = build_reader()
+    model = GroupReader(init).model if init is not None else build_reader(filters)
     steps = epochs * (groups // batch_size)
     if init is not None:
-        model.set_weights(GroupReader(init).model.get_weights())
         schedule = keras.optimizers.schedules.CosineDecay(FINE_TUNE_RATE, steps)
         print({"epoch": 0, "val_exact": exact_rate(model, val_inputs, val_labels), "init": str(init)}, flush=True)
     else:
@@ -339,7 +343,7 @@ def train_reader(out: Path, *, groups: int = 40_000, epochs: int = 8, batch_size
             if checkpoints:
                 model.save(out.with_name(f"{out.stem}-epoch{epoch + 1}{out.suffix}"))
     out.parent.mkdir(parents=True, exist_ok=True)
-    inference_copy = build_reader()
+    inference_copy = GroupReader(init).model if init is not None else build_reader(filters)  # uncompiled
     inference_copy.set_weights(model.get_weights())
     inference_copy.save(out)  # uncompiled: the weights alone, a third of the size with Adam's state
     return {"history": history, "params": model.count_params()}
@@ -351,18 +355,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--groups", type=int, default=40_000, help="synthetic groups per epoch")
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--filters", type=int, default=16, help="a new reader's first convolution width (default: 16; the bundled reader's is 16)")
     parser.add_argument("--data-dir")
     parser.add_argument("--checkpoints", action="store_true", help="also save the model after each epoch")
     parser.add_argument("--init", type=Path, metavar="FILE",
                         help="go on training this saved reader (for example the bundled one) instead of a new one")
     args = parser.parse_args(argv)
-    for flag, value in (("--groups", args.groups), ("--epochs", args.epochs)):
+    for flag, value in (("--groups", args.groups), ("--epochs", args.epochs), ("--filters", args.filters)):
         if value < 1:
             parser.error(f"argument {flag}: must be at least 1, got {value}")
     if args.init is not None and not args.init.is_file():
         parser.error(f"argument --init: {args.init}: no such file")
     print(train_reader(args.out, groups=args.groups, epochs=args.epochs, seed=args.seed, data_dir=args.data_dir,
-                       checkpoints=args.checkpoints, init=args.init))
+                       checkpoints=args.checkpoints, init=args.init, filters=args.filters))
     return 0
 
 

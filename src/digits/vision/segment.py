@@ -49,6 +49,15 @@ STRAY_BAND = 0.4
 SEAM_SLOPE = 0.3
 """The ink a cut may save by bending one pixel sideways (ink is 0..1 a pixel): a cut follows a
 gap around a leaning stroke, but does not wander off through the paper."""
+EDGE = 0.05
+"""Ink within this share of the picture's shorter side from its frame is at the edge, where the
+frame cuts printed lines and their ends and crossings are too short to be found as lines..."""
+EDGE_REMNANT = 0.5
+"""...so ink at the edge shorter than this share of the other digits' median height is a remnant,
+not a digit..."""
+EDGE_ALONE = 0.15
+"""...or, with no other digit on the picture (a page of lines alone), shorter than this share of
+the picture's shorter side.  A tight crop's digits touch the frame too, but fill it."""
 MIN_CUT_SPACING = 0.12
 """Candidate cuts are at least this share of the row's height apart (a narrow 1 is about 0.15)."""
 
@@ -153,9 +162,21 @@ def split_rows(image: Image.Image | np.ndarray) -> list[list[Segment]]:
             if _hairline(patch):
                 continue
             row.append(Segment(box=box, image=pad_square(patch), ink=patch))
-        if row:
-            rows.append(row)
-    return rows
+        rows.append(row)
+    return [row for row in _without_edge_remnants(rows, ink.level.shape) if row]
+
+
+def _without_edge_remnants(rows: list[list[Segment]], shape: tuple[int, int]) -> list[list[Segment]]:
+    """`rows` less the small pieces of ink at the picture's edge (see :data:`EDGE`)."""
+    h, w = shape
+    margin = EDGE * min(h, w)
+
+    def at_edge(box: Box) -> bool:
+        return min(box[0], box[1], w - box[2], h - box[3]) <= margin
+
+    inside = [s.box[3] - s.box[1] for row in rows for s in row if not at_edge(s.box)]
+    least = EDGE_REMNANT * float(np.median(inside)) if inside else EDGE_ALONE * min(h, w)
+    return [[s for s in row if not (at_edge(s.box) and s.box[3] - s.box[1] < least)] for row in rows]
 
 
 def _hairline(patch: NDArray[np.float32]) -> bool:
