@@ -98,6 +98,19 @@ def test_a_box_is_removed_and_what_it_holds_is_kept() -> None:
     assert (cleaned[60:140, 95:105] > 200).all()
 
 
+def test_a_pen_stroke_standing_on_a_boxs_side_is_kept() -> None:
+    """A 1 written from the box's bottom to its top meets a side at both ends, as a wall does; but a
+    wall is printed as thin as the sides, and a pen's stroke is thicker (a 4's stem, a 7's bar).
+    (At this size an 8 px stroke is thin enough to be taken for a line: see MAX_LINE_THICKNESS.)"""
+    q = np.zeros((600, 600), np.uint8)
+    q[100:103, 100:500] = q[497:500, 100:500] = 200  # top and bottom, 3 px
+    q[100:500, 100:103] = q[100:500, 497:500] = 200  # left and right walls
+    q[103:497, 295:303] = 220  # an 8 px stroke from side to side
+    cleaned = remove_printed_lines(q, 40, 0)
+    assert (cleaned[120:480, 295:303] > 200).all()
+    assert np.count_nonzero(cleaned[:, :150] > 40) + np.count_nonzero(cleaned[:, 450:] > 40) <= 4
+
+
 def test_a_pen_stroke_along_a_short_straight_run_is_not_a_box() -> None:
     """A 7's bar meets a stroke at one end only: it stays."""
     q = np.zeros((200, 200), np.uint8)
@@ -361,6 +374,8 @@ def test_to_mnist_of_a_boxed_digit_is_the_digit_alone(mnist_data) -> None:
 
 @pytest.mark.parametrize("script, flags, message", [
     ("real_paper.py", ["--reader", "nothing.keras"], "argument --reader: nothing.keras: no such file"),
+    ("reader_columns.py", ["--reader", "nothing.keras"], "argument --reader: nothing.keras: no such file"),
+    ("reader_columns.py", ["--groups", "0"], "argument --groups: must be at least 1, got 0"),
     ("paper_crops.py", ["--per-kind", "0"], "argument --per-kind: must be at least 1, got 0"),
     ("paper_crops.py", ["--rate", "-1"], "argument --rate: must be positive, got -1.0"),
     ("paper_crops.py", ["--model", "nowhere"], "argument --model: nowhere: no model.keras there"),

@@ -444,9 +444,9 @@ def _agree(result: Prediction, read, threshold: float) -> Prediction:
 def _reader_cuts(segment, reading, height: float) -> list | None:
     """`segment` cut where the group reader's digits begin (None when a piece would hold no ink).
 
-    CTC fires each digit at its left edge (measured on synthetic groups: the
-    middle of a digit's columns lies at 0.0 of its width, 90% of them within
-    0.2 of it), so the cut before each digit but the first is there, moved
+    CTC fires each digit near its left edge (``benchmarks/reader_columns.py``:
+    the middle of the columns it fires at lies at 0.08 of the digit's width,
+    83% of them within 0.2 of that), so the cut before each digit but the first is there, moved
     to the nearest least-ink seam of :func:`digits.vision.segment.cut_paths`
     within :data:`SNAP` row heights.
     """

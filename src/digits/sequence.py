@@ -15,7 +15,7 @@ The model is trained on groups made from MNIST's training digits by
 :func:`synthetic_groups` (1 to 6 digits, touching, overlapping or just
 apart, each scaled, turned and shifted a little, one pen per group), so it
 never sees the test digits the benchmarks render.  The bundled reader
-(``digits/bundled/group_reader.keras``) was made by::
+(``digits/bundled/group_reader.keras``) was made by the defaults::
 
     KERAS_BACKEND=tensorflow python -m digits.sequence --out src/digits/bundled/group_reader.keras
 
@@ -161,7 +161,7 @@ def synthetic_groups(x: np.ndarray, y: np.ndarray, n: int, rng: np.random.Genera
 # The model
 
 
-def build_reader(filters: int = 16):
+def build_reader(filters: int = 32):
     """The CRNN: 28 x any width x 1 in, one row of 11 logits (digits, then blank) per 4 columns out.
 
     `filters` is the first convolution's width; the others are 2, 4 and 8 times it.
@@ -291,9 +291,9 @@ FINE_TUNE_RATE = 5e-4
 """Where the learning rate starts when training goes on from a saved reader (``--init``)."""
 
 
-def train_reader(out: Path, *, groups: int = 40_000, epochs: int = 8, batch_size: int = 64,
+def train_reader(out: Path, *, groups: int = 32_000, epochs: int = 14, batch_size: int = 64,
                  seed: int = 0, data_dir: str | None = None, checkpoints: bool = False,
-                 init: Path | None = None, validation: int = 3000, filters: int = 16) -> dict:
+                 init: Path | None = None, validation: int = 3000, filters: int = 32) -> dict:
     """Train a group reader on synthetic groups of MNIST's training digits, validate, save to `out`.
 
     The last 5,000 training digits make the `validation` groups; the test set is not read.
@@ -352,10 +352,10 @@ def train_reader(out: Path, *, groups: int = 40_000, epochs: int = 8, batch_size
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Train the group reader (a CRNN with CTC) on synthetic groups.")
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--groups", type=int, default=40_000, help="synthetic groups per epoch")
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--groups", type=int, default=32_000, help="synthetic groups per epoch")
+    parser.add_argument("--epochs", type=int, default=14)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--filters", type=int, default=16, help="a new reader's first convolution width (default: 16; the bundled reader's is 16)")
+    parser.add_argument("--filters", type=int, default=16, help="a new reader's first convolution width (default: 32, the bundled reader's)")
     parser.add_argument("--data-dir")
     parser.add_argument("--checkpoints", action="store_true", help="also save the model after each epoch")
     parser.add_argument("--init", type=Path, metavar="FILE",

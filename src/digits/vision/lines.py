@@ -85,6 +85,8 @@ CORNER = 4
 COMB_WALLS = 3
 """A straight run that this many box walls stand on (or hang from) is a form's comb of boxes, even where
 a digit's stroke along it hides its ends."""
+PRINTED_THICKNESS = 1.5
+"""A box's sides and walls are at most this many times (plus a pixel) as thick as its longest side."""
 INNER_WALL = 0.4
 """A wall between a comb's outer walls, standing on its side, is at least this share of their length
 (digits crossing it hide the rest)."""
@@ -326,14 +328,13 @@ def _printed(horizontal: tuple[NDArray[np.bool_], NDArray[np.bool_]],
     h_all = _runs(horizontal[0], False)
     printed_h, printed_v = horizontal[1].copy(), vertical[1].copy()
     thickness = max([r.thickness for r in h_page + v_page], default=0.0)
+    chosen: list[tuple[_Run, NDArray[np.bool_]]] = []  # box sides and walls, added to the masks at the end
 
     def tolerance(a: _Run, b: _Run) -> float:
         return CORNER + a.thickness + b.thickness
 
     def add(run: _Run, into: NDArray[np.bool_]) -> None:
-        nonlocal thickness
-        into[run.where] |= run.pixels
-        thickness = max(thickness, run.thickness)
+        chosen.append((run, into))
 
     sides = []
     for run in h_runs:
@@ -373,6 +374,14 @@ def _printed(horizontal: tuple[NDArray[np.bool_], NDArray[np.bool_]],
             if all(x0 - CORNER <= x <= x1 + CORNER and abs(y - (y0 + (x - x0) * slope)) <= tolerance(side, run)
                    for y, x in run.ends):
                 add(run, printed_h)
+    # One form prints its boxes with one pen: a run much thicker than the longest side found is a
+    # pen's straight stroke that touches the box (a 7's bar under the top, a 4's stem on the bottom).
+    if chosen:
+        printing = max(chosen, key=lambda c: c[0].length)[0].thickness
+        for run, into in chosen:
+            if run.thickness <= PRINTED_THICKNESS * printing + 1:
+                into[run.where] |= run.pixels
+                thickness = max(thickness, run.thickness)
     return printed_h, printed_v, float(thickness)
 
 
