@@ -145,10 +145,10 @@ def test_cut_paths_find_the_gap_between_two_touching_strokes() -> None:
     assert cut(segment, best, best) is None  # nothing between a path and itself
 
 
-def _read_digit(label: int, start: int):
+def _read_digit(label: int, start: int, confidence: float = 0.99):
     from digits.sequence import ReadDigit
 
-    return ReadDigit(label, 0.99, (start, start + 8), (0.1,) * 10)
+    return ReadDigit(label, confidence, (start, start + 8), (0.1,) * 10)
 
 
 def test_the_reader_places_cuts_where_its_digits_begin() -> None:
@@ -167,6 +167,37 @@ def test_the_reader_places_cuts_where_its_digits_begin() -> None:
     assert all(p.box[2] > p.box[0] for p in pieces)
     # A cut that would leave a piece with no ink gives no pieces at all.
     assert _reader_cuts(segment, [_read_digit(1, 5), _read_digit(2, 148), _read_digit(3, 149)], 100.0) is None
+
+
+def test_the_reader_gives_a_second_opinion_on_digits_the_classifier_is_unsure_of() -> None:
+    """Its answer is taken only where it is sure the segment holds one digit; sure digits, digits the
+    reader already read within a group, and pieces with no ink are left alone."""
+    from digits.inference import Prediction, _second_opinion
+    from digits.vision import NO_INK
+
+    class Reader:
+        def __init__(self, readings):
+            self.readings, self.asked = readings, 0
+
+        def read(self, inks):
+            self.asked += len(inks)
+            return self.readings[: len(inks)]
+
+    ink = np.ones((30, 20), np.float32)
+    segment = Segment(box=(0, 0, 20, 30), image=pad_square(ink), ink=ink)
+    unsure = Prediction(None, 0.6, [0.0] * 10, "unsure: best guess 4 at 0.60, below the threshold 0.80")
+    sure, empty = Prediction(3, 0.99, [0.0] * 10), Prediction(None, 0.0, [0.0] * 10, NO_INK)
+    for readings, label in [([[_read_digit(9, 0, 0.95)]], 9),  # sure of one digit: taken
+                            ([[_read_digit(9, 0, 0.70)]], None),  # unsure too: still unsure
+                            ([[_read_digit(1, 0, 0.95), _read_digit(1, 10, 0.95)]], None),  # two digits
+                            ([None], None)]:  # no reading
+        (result,) = _second_opinion(Reader(readings), [segment], [unsure], [None], 0.8)
+        assert result.label == label
+    reader = Reader([])
+    assert _second_opinion(reader, [segment] * 3, [sure, empty, unsure], [None, None, "read"], 0.8) \
+        == [sure, empty, unsure]
+    assert reader.asked == 0
+    assert _second_opinion(False, [segment], [unsure], [None], 0.8) == [unsure]  # reader=False: none asked
 
 
 def test_when_no_classifier_cut_makes_the_readers_count_the_readers_cuts_do(monkeypatch) -> None:

@@ -462,6 +462,20 @@ def test_no_digit_is_reported_not_invented(name: str) -> None:
     assert split_digits(picture) == []
 
 
+def test_a_printed_lines_remnant_beside_the_digit_is_left_out() -> None:
+    """A thin straight piece near the digit (what line removal left) is not part of it; a detached
+    piece as thick as the pen (a 5's bar) is."""
+    page = np.full((300, 300), 240, np.uint8)
+    page[100:220, 120:180] = 20
+    page[115:205, 135:165] = 240  # a ring, like a 0, 120 px tall with 15 px strokes
+    remnant = page.copy()
+    remnant[80:83, 110:190] = 20  # 3 px thick, 80 long, 17 px above it
+    assert find_ink(Image.fromarray(remnant)).box == (120, 100, 180, 220)
+    bar = page.copy()
+    bar[75:87, 110:190] = 20  # 12 px thick: the pen's
+    assert find_ink(Image.fromarray(bar)).box == (110, 75, 190, 220)
+
+
 def test_find_ink_reports_where_the_digit_is(mnist_test) -> None:
     report = find_ink(_jpeg(_photo(mnist_test[0][0])))  # digit scaled 6x at (100, 60)
     assert report.found and report.reason is None and report.inverted

@@ -413,6 +413,7 @@ def read_rows(predictor: ImagePredictor, picture, *, threshold: float | None = N
         segments = [s for s, _ in pieces]
         results = recognize(predictor, [_framed(s) for s in segments], threshold=threshold)
         results = [r if read is None else _agree(r, read, threshold) for r, (_, read) in zip(results, pieces)]
+        results = _second_opinion(reader, segments, results, [read for _, read in pieces], threshold)
         # What normalization finds no ink in (a faint remnant of a printed line) is no digit.
         kept = [(s, r) for s, r in zip(segments, results) if r.reason != NO_INK]
         if kept:
@@ -439,6 +440,22 @@ def _agree(result: Prediction, read, threshold: float) -> Prediction:
         reason = f"unsure: best guess {read.label} at {confidence:.2f}, below the threshold {threshold:.2f}"
         return Prediction(None, confidence, probabilities, reason, result.image)
     return Prediction(read.label, confidence, probabilities, None, result.image)
+
+
+def _second_opinion(reader, segments, results: list[Prediction], reads: list, threshold: float) -> list[Prediction]:
+    """Digits the classifier alone was unsure of, read again by the group reader: its answer where it
+    is sure that the segment holds one digit, and which (chosen on renders of validation digits)."""
+    from digits.vision import NO_INK
+
+    unsure = [i for i, (r, read) in enumerate(zip(results, reads))
+              if reader and read is None and r.label is None and r.reason != NO_INK]
+    if not unsure:
+        return results
+    results = list(results)
+    for i, reading in zip(unsure, reader.read([segments[i].ink for i in unsure])):
+        if reading is not None and len(reading) == 1 and reading[0].confidence >= threshold:
+            results[i] = _agree(results[i], reading[0], threshold)
+    return results
 
 
 def _reader_cuts(segment, reading, height: float) -> list | None:

@@ -94,6 +94,9 @@ side is dust, not a digit."""
 _MIN_DIGIT_PIXELS = 8
 """...and so is ink shorter than this many pixels: MNIST digits are 20 pixels
 tall, and a digit a few pixels tall cannot be read anyway."""
+_REMNANT_LENGTH = 4.0
+_REMNANT_THICKNESS = 0.05
+"""A thin straight piece near the digit is what line removal left of a printed line (see :func:`_is_line_remnant`)."""
 _CLUTTER_SPAN = 0.8
 """Ink touching the edge and spanning this share of the picture is clutter (see :func:`_is_clutter`)."""
 _SLIVER = 2
@@ -416,7 +419,8 @@ def _main_digit(ink: InkMap) -> list[int]:
     """
     order = sorted(range(len(ink.boxes)), key=lambda i: -ink.mass[i])
     chosen = [order[0]]
-    rest = order[1:]
+    height = ink.boxes[order[0]][3] - ink.boxes[order[0]][1]
+    rest = [i for i in order[1:] if not _is_line_remnant(ink.boxes[i], ink.mass[i], height)]
     grew = True
     while grew and rest:
         grew = False
@@ -428,6 +432,20 @@ def _main_digit(ink: InkMap) -> list[int]:
                 rest.remove(i)
                 grew = True
     return chosen
+
+
+def _is_line_remnant(box: Box, mass: int, height: int) -> bool:
+    """A piece of a printed line that line removal left beside a digit `height` pixels tall.
+
+    It is long and straight (:data:`_REMNANT_LENGTH` times as long as its
+    box is wide), and thinner than a pen's stroke: its ink over its length is
+    under :data:`_REMNANT_THICKNESS` of the digit's height, while MNIST's
+    strokes, and a pen's, are about a tenth of it.  A digit's own detached
+    piece (a 5's bar, a 7's stroke) is as thick as the pen that wrote it.
+    """
+    w, h = box[2] - box[0], box[3] - box[1]
+    length, extent = max(w, h), min(w, h)
+    return length >= _REMNANT_LENGTH * extent and mass / length < _REMNANT_THICKNESS * height
 
 
 def _is_clutter(box: Box, shape: tuple[int, int]) -> bool:
