@@ -52,7 +52,8 @@ class ModelSpec:
     lr_schedule: str = "cosine"  # see digits.training.SCHEDULES
     # "mixed_bfloat16": compute in bfloat16 where the processor does it natively (see
     # digits.backend.native_bfloat16), else float32.  Measured: 1.5× faster for `fast`'s
-    # convolutions here, no faster for cnn-bn, whose time goes to batch norm.
+    # convolutions on an AMD EPYC; for cnn-bn no faster there, 1.5-2× on an Intel Xeon with
+    # AMX, where batch norm then takes half its time (BENCHMARKS.md, benchmarks/cnn_bn_profile.py).
     precision: str = "float32"
     # Architecture settings `build` accepts as keywords; their defaults give the fixed model above.
     hyperparameters: Mapping[str, HyperParameter] = field(default_factory=dict, hash=False)
