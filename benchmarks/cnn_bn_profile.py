@@ -21,10 +21,9 @@ changes:
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
-import sys
+
+from _worker import run_worker
 
 WORKER = r'''
 import json, sys, time
@@ -77,13 +76,10 @@ def main() -> None:
     print(f"bfloat16 native on this processor: {native_bfloat16()}")
     print(f"{'variant':34} {'warm-up':>9} {'timed':>9}  (seconds per 60k-image epoch)")
     for label, drop, precision, batch in VARIANTS:
-        proc = subprocess.run([sys.executable, "-c", WORKER, drop, precision, str(batch), str(args.data_dir or ""),
-                               str(args.images)], capture_output=True, text=True)
-        line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
-        if line is None:
-            print(f"{label:34} failed: {proc.stderr.strip().splitlines()[-1:]}")
+        result = run_worker(WORKER, [drop, precision, batch, args.data_dir or "", args.images], label, keep_going=True)
+        if result is None:
             continue
-        first, timed = json.loads(line[len("RESULT "):])
+        first, timed = result
         print(f"{label:34} {first:9.1f} {timed:9.1f}", flush=True)
 
 

@@ -21,11 +21,10 @@ final test accuracy:
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
+
+from _worker import run_worker
 
 WORKER = r'''
 import json, sys, time
@@ -85,16 +84,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     data_dir = str(Path(args.data_dir).resolve())
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     print("| network | precision | images | seconds per 60k-image epoch (first, later) | time to 99.0% | "
           "test accuracy after each epoch |")
     print("| --- | --- | --- | --- | --- | --- |")
     for network, precision, images, epochs in VARIANTS:
-        proc = subprocess.run([sys.executable, "-c", WORKER, network, precision, str(args.seed), data_dir,
-                               str(images), str(epochs)], capture_output=True, text=True, env=env)
-        if proc.returncode:
-            sys.exit(f"{network} {precision} failed:\n{proc.stderr[-2000:]}")
-        rows = json.loads(next(l for l in proc.stdout.splitlines() if l.startswith("RESULT "))[7:])
+        rows = run_worker(WORKER, [network, precision, args.seed, data_dir, images, epochs], f"{network} {precision}")
         scale = 60_000 / images
         per_epoch = [t * scale for t, _ in rows]
         later = f", {min(per_epoch[1:]):.1f}" if len(per_epoch) > 1 else ""

@@ -18,10 +18,8 @@ By default every backend installed here and every registry model.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
-import sys
+
+from _worker import run_worker
 
 WORKER = r'''
 import json, sys, time
@@ -63,12 +61,7 @@ def measure(backends: list[str], models: list[str]) -> list[dict]:
     """One row per (model, backend): the times and throughputs above, each backend in its own process."""
     rows = []
     for backend in backends:
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-        proc = subprocess.run([sys.executable, "-c", WORKER, backend, ",".join(models)],
-                              capture_output=True, text=True, env=env)
-        if proc.returncode:
-            sys.exit(f"{backend} failed:\n{proc.stderr[-2000:]}")
-        rows += json.loads(next(l for l in proc.stdout.splitlines() if l.startswith("RESULT "))[7:])
+        rows += run_worker(WORKER, [backend, ",".join(models)], backend)
     return sorted(rows, key=lambda r: (models.index(r["model"]), r["backend"]))
 
 

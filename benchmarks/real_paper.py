@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {}
     print(f"{args.n} pictures per kind of {args.digits} digits, model {predictor.name}, "
           f"threshold {predictor.threshold}, group reader {args.reader or 'bundled'}")
-    header = f"| kind | " + " | ".join(f"{m}: right | {m}: ms" for m in methods) + " |"
+    header = "| kind | " + " | ".join(f"{m}: right | {m}: ms" for m in methods) + " |"
     print(header)
     print("|" + " --- |" * (1 + 2 * len(methods)))
     for kind in kinds:

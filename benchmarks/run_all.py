@@ -56,20 +56,27 @@ def section_runs(runs: list[str], data_dir: str) -> tuple[str, list[tuple]]:
     if not runs:
         return "(no `--runs` given)", [("a single model ≥ 99.70% (mean over ≥ 3 seeds)", "no runs given", "not measured"),
                                         ("an ensemble ≥ 99.80%", "no runs given", "not measured")]
-    lines = ["| run | model | seed | epochs | training time | test accuracy |", "| --- | --- | --- | --- | --- | --- |"]
-    groups: dict[tuple, list[float]] = {}
+    lines = ["| run | model | seed | epochs | training time | final validation accuracy | test accuracy |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    groups: dict[tuple, list[tuple[float, float]]] = {}  # (model, epochs) -> [(validation, test)]
     for path in runs:
         config = json.loads((Path(path) / "config.json").read_text())
         metrics = json.loads((Path(path) / "metrics.json").read_text())
+        val = metrics.get("final_val_accuracy", float("nan"))
         lines.append(f"| {Path(path).name} | {config.get('model')} | {config.get('seed', '')} | "
                      f"{metrics.get('epochs_run', '')} | {metrics.get('train_seconds', 0) / 60:.1f} min | "
-                     f"{metrics['test_accuracy']:.2%} |")
-        groups.setdefault((config.get("model"), metrics.get("epochs_run")), []).append(metrics["test_accuracy"])
-    for (model, epochs), accs in groups.items():
+                     f"{val:.2%} | {metrics['test_accuracy']:.2%} |")
+        groups.setdefault((config.get("model"), metrics.get("epochs_run")), []).append((val, metrics["test_accuracy"]))
+    for (model, epochs), pairs in groups.items():
+        accs = [test for _, test in pairs]
         if len(accs) >= 2:
-            lines.append(f"| **{model}, {epochs} epochs, {len(accs)} seeds** | | | | | **{statistics.mean(accs):.2%} "
+            lines.append(f"| **{model}, {epochs} epochs, {len(accs)} seeds** | | | | | "
+                         f"{statistics.mean(v for v, _ in pairs):.2%} | **{statistics.mean(accs):.2%} "
                          f"± {statistics.stdev(accs):.2%}** (min {min(accs):.2%}, max {max(accs):.2%}) |")
-    (model, epochs), accs = max(groups.items(), key=lambda kv: (len(kv[1]) >= 3, statistics.mean(kv[1])))
+    # The recipe the target is read from is chosen on validation accuracy, never on the test set.
+    (model, epochs), pairs = max(groups.items(),
+                                 key=lambda kv: (len(kv[1]) >= 3, statistics.mean(v for v, _ in kv[1])))
+    accs = [test for _, test in pairs]
     mean = statistics.mean(accs)
     single = ("a single model ≥ 99.70% (mean over ≥ 3 seeds)",
               f"`{model}`, {epochs} epochs: {mean:.2%} mean over {len(accs)} seed(s)",
@@ -84,9 +91,11 @@ def section_runs(runs: list[str], data_dir: str) -> tuple[str, list[tuple]]:
                 subprocess.run(["digits", "ensemble", *runs, "--method", method, "--out", str(out),
                                 "--data-dir", data_dir], check=True, capture_output=True)
                 accs[method] = json.loads((out / "metrics.json").read_text())["test_accuracy"]
-                lines.append(f"| ensemble ({method}) of the above | | | | | {accs[method]:.2%} |")
-        best = max(accs.values())
-        targets.append(("an ensemble ≥ 99.80%", f"{best:.2%} ({len(runs)} runs above)",
+                lines.append(f"| ensemble ({method}) of the above | | | | | | {accs[method]:.2%} |")
+        # The target is read from averaging, fixed beforehand: picking the better method by its test
+        # accuracy would be choosing on the test set.
+        best = accs["average"]
+        targets.append(("an ensemble ≥ 99.80%", f"{best:.2%} ({len(runs)} runs above, averaged)",
                         "met" if best >= 0.998 else f"{(0.998 - best) * 100:.2f} points short"))
     return "\n".join(lines), targets
 

@@ -27,9 +27,10 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 from pathlib import Path
+
+from _worker import run_worker
 
 WORKER = r'''
 import json, sys, time
@@ -63,12 +64,7 @@ BEFORE = ("`fast` before (64 filters in its second convolution)", "fast", {"filt
 
 
 def run_one(recipe: str, architecture, seed: int, data_dir: str) -> dict:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.run([sys.executable, "-c", WORKER, recipe, str(seed), data_dir, json.dumps(architecture)],
-                          capture_output=True, text=True, env=env)
-    if proc.returncode:
-        sys.exit(f"{recipe} seed {seed} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))[7:])
+    return run_worker(WORKER, [recipe, seed, data_dir, json.dumps(architecture)], f"{recipe} seed {seed}")
 
 
 def measure(recipes, seeds, data_dir: str) -> tuple[str, list[tuple]]:

@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _worker import run_worker
+
 SEED_001 = r'''
 import time
 t0 = time.perf_counter()
@@ -59,7 +61,7 @@ t1 = time.perf_counter()
 model.fit(x_train, y_train, epochs=5, verbose=0)
 t2 = time.perf_counter()
 test_loss, test_acc = model.evaluate(x_test, y_test, verbose=0)
-print(f"RESULT {t2 - t1:.3f} {test_acc:.4f}")
+print(f"RESULT [{t2 - t1:.3f}, {test_acc:.4f}]")
 '''
 
 
@@ -67,14 +69,9 @@ TARGET_RATIO = 0.20
 
 
 def run_seed(data_dir: str) -> dict:
-    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
     started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", SEED_001, data_dir], capture_output=True, text=True, env=env)
-    wall = time.perf_counter() - started
-    if proc.returncode:
-        sys.exit(f"seed code failed:\n{proc.stderr}")
-    _, fit, acc = next(line for line in proc.stdout.splitlines() if line.startswith("RESULT")).split()
-    return {"wall": wall, "fit": float(fit), "accuracy": float(acc)}
+    fit, acc = run_worker(SEED_001, [data_dir], "seed 001's code", env={"KERAS_BACKEND": "tensorflow"})
+    return {"wall": time.perf_counter() - started, "fit": fit, "accuracy": acc}
 
 
 def run_digits(data_dir: str, out: Path, src: str | None = None) -> dict:

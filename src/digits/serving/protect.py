@@ -85,26 +85,28 @@ class NoSniff:
         await self.app(scope, receive, send_nosniff)
 
 
+_ADMITTED = "digits.host_admitted"  # set in the scope once the Host header passed
+
+
 class TrustedHosts:
     """Starlette's ``TrustedHostMiddleware``, with its refusal answered as the API's JSON 400."""
 
     def __init__(self, app: ASGIApp, allowed_hosts: list[str]):
         self.app = app
         self.allowed_hosts = allowed_hosts
+        self._check = TrustedHostMiddleware(self._admit, allowed_hosts=allowed_hosts, www_redirect=False)
+
+    async def _admit(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope[_ADMITTED] = True
+        await self.app(scope, receive, send)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        admitted = False
+        async def send_if_admitted(message: Message) -> None:  # drops Starlette's plain-text refusal
+            if scope.get(_ADMITTED):
+                await send(message)
 
-        async def admit(scope: Scope, receive: Receive, _send: Send) -> None:
-            nonlocal admitted
-            admitted = True
-            await self.app(scope, receive, send)
-
-        async def drop(message: Message) -> None:  # Starlette's plain-text refusal, replaced below
-            pass
-
-        await TrustedHostMiddleware(admit, allowed_hosts=self.allowed_hosts, www_redirect=False)(scope, receive, drop)
-        if not admitted:
+        await self._check(scope, receive, send_if_admitted)
+        if not scope.get(_ADMITTED):
             host = dict(scope.get("headers") or ()).get(b"host", b"").decode("latin-1")
             detail = (f"this server does not answer to the Host {host!r}; it answers to "
                       f"{', '.join(self.allowed_hosts)} (digits serve --allowed-hosts)")
