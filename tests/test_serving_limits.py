@@ -332,6 +332,7 @@ def test_errors_and_500s_say_nosniff_too():
     for r in (client.post("/v1/predict", json=pixels), client.post("/v1/predict", content=b""),
               client.get("/v1/health", headers={"host": "elsewhere"})):
         assert r.status_code in (400, 500) and r.headers["x-content-type-options"] == "nosniff", r.text
+        assert len(r.headers["x-request-id"]) == 32, r.headers  # the 500 too: answered inside the middleware
 
 
 def test_docs_load_nothing_from_elsewhere(server):

@@ -47,9 +47,7 @@ NOSNIFF = {"X-Content-Type-Options": "nosniff"}
 
 
 def error_response(status: int, error: str, detail: Any, headers: dict | None = None) -> JSONResponse:
-    # The header is set here too: a 500 leaves through Starlette's outermost middleware, past NoSniff.
-    return JSONResponse({"error": error, "detail": _one_line(detail)}, status_code=status,
-                        headers={**NOSNIFF, **(headers or {})})
+    return JSONResponse({"error": error, "detail": _one_line(detail)}, status_code=status, headers=headers)
 
 
 _DECODE_STATUS = {"empty": (400, "empty_body"), "not_image": (415, "not_an_image"),
@@ -97,17 +95,58 @@ async def _client_gone(request: Request, exc: ClientDisconnect) -> Response:
     return Response(status_code=400)
 
 
+INTERNAL_DETAIL = "the server failed to answer this request; the error was logged"
+
+
+class InternalErrors:
+    """Pure ASGI middleware, the innermost: an unexpected exception is logged and answered 500 JSON.
+
+    Answered here, inside the other middleware, the 500 gets the request id,
+    nosniff, its access line and its count like any other answer.  Once an
+    answer has begun it cannot be replaced: the exception goes on to the
+    server, which closes the connection.
+    """
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watch(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except Exception as exc:
+            if started:
+                raise
+            log.error("unexpected error answering %s %s", scope["method"], scope["path"],
+                      exc_info=(type(exc), exc, exc.__traceback__))
+            await error_response(500, "internal_error", INTERNAL_DETAIL)(scope, receive, send)
+
+
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+    # Only for a failure in the middleware itself: this answer leaves through Starlette's outermost
+    # layer, past NoSniff and the access middleware, so it carries their headers by hand.
     log.error("unexpected error answering %s %s", request.method, request.url.path,
               exc_info=(type(exc), exc, exc.__traceback__))
-    # Answered outside the access middleware (Starlette's outermost layer), so the id is added here.
     rid = request_id.get()
-    return error_response(500, "internal_error", "the server failed to answer this request; the error was logged",
-                          headers={"X-Request-ID": rid} if rid else None)
+    return error_response(500, "internal_error", INTERNAL_DETAIL,
+                          headers={**NOSNIFF, **({"X-Request-ID": rid} if rid else {})})
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Answer every error of `app` as JSON ``{"error", "detail"}``."""
+    """Answer every error of `app` as JSON ``{"error", "detail"}``.
+
+    Call it before adding any other middleware: :class:`InternalErrors` must be the innermost.
+    """
+    app.add_middleware(InternalErrors)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(DigitsError, _digits_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
