@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
 
     use_backend(None)
     from digits.datasets import load_dataset
-    from digits.sequence import decode, group_input, load_group_reader
+    from digits.sequence import crop_to_ink, decode, group_input, load_group_reader
 
     reader = load_group_reader(args.reader)
     data = load_dataset("mnist", progress=False)
@@ -41,11 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     where, exact = [], 0
     for _ in range(args.groups):
         idx = rng.integers(0, len(data.x_test), int(rng.integers(2, 5)))
-        crops = []
-        for j in idx:
-            d = data.x_test[j] / 255.0
-            ys, xs = np.nonzero(d > 0.1)
-            crops.append(d[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1])
+        crops = [crop_to_ink(data.x_test[j] / 255.0) for j in idx]
         h = max(c.shape[0] for c in crops)
         ink = np.concatenate([np.pad(c, ((0, h - c.shape[0]), (0, 0))) for c in crops], axis=1).astype(np.float32)
         arr, offset, scale = group_input(ink)

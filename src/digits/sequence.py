@@ -85,6 +85,12 @@ def group_input(ink: np.ndarray) -> tuple[np.ndarray, float, float]:
 # Synthetic groups from MNIST digits
 
 
+def crop_to_ink(digit: np.ndarray) -> np.ndarray:
+    """A digit in [0, 1] cut to the rows and columns with ink (above 0.1); it must have some."""
+    ys, xs = np.nonzero(digit > 0.1)
+    return digit[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+
+
 def synthetic_group(digits: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
     """MNIST digits (28x28, 0..255 or 0..1) written side by side as one group's ink, at 40 pixels a digit.
 
@@ -100,8 +106,7 @@ def synthetic_group(digits: list[np.ndarray], rng: np.random.Generator) -> np.nd
     for d in digits:
         d = np.asarray(d, np.float32)
         d = d / 255.0 if d.max() > 1.0 else d
-        ys, xs = np.nonzero(d > 0.1)
-        d = d[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+        d = crop_to_ink(d)
         h = int(round(base * rng.uniform(0.9, 1.1)))
         w = max(1, int(round(d.shape[1] * h / d.shape[0])))
         img = Image.fromarray(np.rint(d * 255).astype(np.uint8)).resize((w, h), Image.Resampling.BICUBIC)
