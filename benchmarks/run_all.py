@@ -52,6 +52,12 @@ def section_time_to_accuracy(data_dir: str) -> tuple[str, list[tuple]]:
     return time_to_accuracy.measure(time_to_accuracy.RECIPES, FAST_SEEDS, data_dir)
 
 
+def _mean_or_lowest(values) -> float:
+    """The mean, or -1 (ranked last) where a run has no validation accuracy (nan would rank anywhere)."""
+    mean = statistics.mean(values)
+    return -1.0 if mean != mean else mean
+
+
 def section_runs(runs: list[str], data_dir: str) -> tuple[str, list[tuple]]:
     if not runs:
         return "(no `--runs` given)", [("a single model ≥ 99.70% (mean over ≥ 3 seeds)", "no runs given", "not measured"),
@@ -62,7 +68,7 @@ def section_runs(runs: list[str], data_dir: str) -> tuple[str, list[tuple]]:
     for path in runs:
         config = json.loads((Path(path) / "config.json").read_text())
         metrics = json.loads((Path(path) / "metrics.json").read_text())
-        val = metrics.get("final_val_accuracy", float("nan"))
+        val = metrics.get("final_val_accuracy", float("nan"))  # nan: trained without a validation split
         lines.append(f"| {Path(path).name} | {config.get('model')} | {config.get('seed', '')} | "
                      f"{metrics.get('epochs_run', '')} | {metrics.get('train_seconds', 0) / 60:.1f} min | "
                      f"{val:.2%} | {metrics['test_accuracy']:.2%} |")
@@ -75,7 +81,7 @@ def section_runs(runs: list[str], data_dir: str) -> tuple[str, list[tuple]]:
                          f"± {statistics.stdev(accs):.2%}** (min {min(accs):.2%}, max {max(accs):.2%}) |")
     # The recipe the target is read from is chosen on validation accuracy, never on the test set.
     (model, epochs), pairs = max(groups.items(),
-                                 key=lambda kv: (len(kv[1]) >= 3, statistics.mean(v for v, _ in kv[1])))
+                                 key=lambda kv: (len(kv[1]) >= 3, _mean_or_lowest(v for v, _ in kv[1])))
     accs = [test for _, test in pairs]
     mean = statistics.mean(accs)
     single = ("a single model ≥ 99.70% (mean over ≥ 3 seeds)",
@@ -94,9 +100,9 @@ def section_runs(runs: list[str], data_dir: str) -> tuple[str, list[tuple]]:
                 lines.append(f"| ensemble ({method}) of the above | | | | | | {accs[method]:.2%} |")
         # The target is read from averaging, fixed beforehand: picking the better method by its test
         # accuracy would be choosing on the test set.
-        best = accs["average"]
-        targets.append(("an ensemble ≥ 99.80%", f"{best:.2%} ({len(runs)} runs above, averaged)",
-                        "met" if best >= 0.998 else f"{(0.998 - best) * 100:.2f} points short"))
+        averaged = accs["average"]
+        targets.append(("an ensemble ≥ 99.80%", f"{averaged:.2%} ({len(runs)} runs above, averaged)",
+                        "met" if averaged >= 0.998 else f"{(0.998 - averaged) * 100:.2f} points short"))
     return "\n".join(lines), targets
 
 

@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from digits.datasets.arrays import MNIST_SIDE
+from digits.sequence import crop_to_ink
 from digits.vision.decode import grey_floats
 
 
@@ -105,8 +106,7 @@ def _ink_alpha(digit28: np.ndarray, height: int, stroke: int) -> np.ndarray:
     if digit28 is None:
         return np.zeros((height, int(round(0.6 * height))), np.float32)
     d = grey_floats(digit28)
-    ys, xs = np.nonzero(d > 0.1)
-    d = d[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+    d = crop_to_ink(d)
     scale = height / d.shape[0]
     size = (max(1, int(round(d.shape[1] * scale))), height)
     img = Image.fromarray(np.rint(d * 255).astype(np.uint8)).resize(size, Image.Resampling.BICUBIC)

@@ -98,6 +98,10 @@ async def _client_gone(request: Request, exc: ClientDisconnect) -> Response:
 INTERNAL_DETAIL = "the server failed to answer this request; the error was logged"
 
 
+def _log_unexpected(method: str, path: str, exc: Exception) -> None:
+    log.error("unexpected error answering %s %s", method, path, exc_info=(type(exc), exc, exc.__traceback__))
+
+
 class InternalErrors:
     """Pure ASGI middleware, the innermost: an unexpected exception is logged and answered 500 JSON.
 
@@ -126,16 +130,14 @@ class InternalErrors:
         except Exception as exc:
             if started:
                 raise
-            log.error("unexpected error answering %s %s", scope["method"], scope["path"],
-                      exc_info=(type(exc), exc, exc.__traceback__))
+            _log_unexpected(scope["method"], scope["path"], exc)
             await error_response(500, "internal_error", INTERNAL_DETAIL)(scope, receive, send)
 
 
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
     # Only for a failure in the middleware itself: this answer leaves through Starlette's outermost
     # layer, past NoSniff and the access middleware, so it carries their headers by hand.
-    log.error("unexpected error answering %s %s", request.method, request.url.path,
-              exc_info=(type(exc), exc, exc.__traceback__))
+    _log_unexpected(request.method, request.url.path, exc)
     rid = request_id.get()
     return error_response(500, "internal_error", INTERNAL_DETAIL,
                           headers={**NOSNIFF, **({"X-Request-ID": rid} if rid else {})})
