@@ -82,8 +82,6 @@ def test_verify_checks_every_format_against_one_keras_pass(run, exported, mnist_
 def test_verify_refuses_a_missing_or_differing_export(run, exported, mnist_dir, tmp_path):
     import shutil
 
-    import keras
-
     from digits.runs import Run
 
     with pytest.raises(DigitsError, match=r"no litert export; run `digits export .* --format litert`"):

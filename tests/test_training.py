@@ -3,12 +3,15 @@
 import json
 import os
 import stat
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from digits.backend import native_bfloat16
 from digits.errors import DigitsError
+from digits.runs import Run
 from digits.training import TrainConfig, train
 
 SMALL = dict(limit=2000, epochs=2, seed=7, verbose=0)
@@ -178,13 +181,27 @@ def test_learning_rate_schedules():
 
 
 def test_fast_recipe_trains_with_its_own_schedule(tmp_path, mnist_dir):
-    """Its three epochs on a tenth of the images: 94.7% and 95.3% measured (seeds 1, 2)."""
+    """Its two epochs on a tenth of the images: 94.7% and 94.8% measured (seeds 1, 2)."""
     run = train(model="fast", out=tmp_path / "fast", data_dir=mnist_dir, limit=6000, seed=1, verbose=0)
     config = run.config
     assert (config["lr_schedule"], config["batch_size"], config["learning_rate"]) == ("onecycle", 256, 0.01)
     assert config["precision"] == ("mixed_bfloat16" if native_bfloat16() else "float32")
-    assert run.metrics["parameters"] == 113_898 and run.metrics["epochs_run"] == 3
+    assert run.metrics["parameters"] == 113_898 and run.metrics["epochs_run"] == 2
     assert run.metrics["test_accuracy"] >= 0.93
+
+
+def test_recipes_give_adam_their_betas(mnist_data, monkeypatch):
+    """`fast` trains with Adam's betas at (0.7, 0.9); the other recipes keep Keras's defaults."""
+    from digits import fastfit
+    from digits.datasets import to_inputs
+    from digits.training import fit_model
+
+    optimizers, fit = [], fastfit.fit
+    monkeypatch.setattr(fastfit, "fit", lambda model, **kw: optimizers.append(kw["optimizer"]) or fit(model, **kw))
+    x, y = to_inputs(mnist_data.x_train[:512]), mnist_data.y_train[:512]
+    for name in ("fast", "mlp"):
+        fit_model(TrainConfig(model=name, epochs=1, seed=1).resolved(), x, y)
+    assert [(o.beta_1, o.beta_2) for o in optimizers] == [(0.7, 0.9), (0.9, 0.999)]
 
 
 def test_fast_aug_trains_with_its_own_recipe(tmp_path, mnist_dir):
@@ -202,10 +219,19 @@ def test_fast_keeps_its_earlier_shape_as_a_setting():
 
 
 @pytest.mark.slow
-def test_fast_reaches_99_percent_in_its_three_epochs(tmp_path, mnist_dir):
-    """The whole recipe on all 60k images (a few seconds on two cores): the final model, no test-set choice."""
-    run = train(model="fast", seed=1, out=tmp_path / "fast", data_dir=mnist_dir, verbose=0)
-    assert run.metrics["epochs_run"] == 3 and run.metrics["test_accuracy"] >= 0.99
+def test_fast_reaches_99_percent_in_its_two_epochs(tmp_path, mnist_dir):
+    """`digits train --model fast` as a user runs it, on its own backend (TensorFlow), on all 60k images.
+
+    A few seconds on two cores; the final model, no test-set choice.  (On JAX, this process's
+    backend, the same seed gave 98.94%: the recipe was chosen and measured on TensorFlow.)
+    """
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"} | {"DIGITS_DATA_DIR": str(mnist_dir)}
+    proc = subprocess.run([sys.executable, "-m", "digits.cli", "train", "--model", "fast", "--seed", "1", "--quiet",
+                           "--out", str(tmp_path / "fast")], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    run = Run(tmp_path / "fast")
+    assert run.config["backend"] == "tensorflow" and run.metrics["epochs_run"] == 2
+    assert run.metrics["test_accuracy"] >= 0.99
 
 
 def test_mixed_precision_run_saves_a_float32_model_that_scores_as_reported(tmp_path, mnist_dir, mnist_data):

@@ -333,7 +333,7 @@ def fit_model(cfg: TrainConfig, x: np.ndarray, y: np.ndarray, *, callbacks=(), v
             model.summary()
         history = fastfit.fit(
             model,
-            optimizer=keras.optimizers.Adam(lr),
+            optimizer=keras.optimizers.Adam(lr, beta_1=spec.adam_betas[0], beta_2=spec.adam_betas[1]),
             loss=loss,
             x=x,
             y=y,

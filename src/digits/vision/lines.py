@@ -369,7 +369,7 @@ def _printed(horizontal: tuple[NDArray[np.bool_], NDArray[np.bool_]],
             if v in matched or (left < v.ends[0][1] < right and v.length >= INNER_WALL * span):
                 add(v, printed_v)
         far = [v.ends[0] if _meets(v.ends[1], side, tolerance(side, v)) else v.ends[1] for v in matched]
-        (y0, x0), (y1, x1) = min(far, key=lambda e: e[1]), max(far, key=lambda e: e[1])
+        (y0, x0), (_, x1) = min(far, key=lambda e: e[1]), max(far, key=lambda e: e[1])
         for run in h_all:
             if all(x0 - CORNER <= x <= x1 + CORNER and abs(y - (y0 + (x - x0) * slope)) <= tolerance(side, run)
                    for y, x in run.ends):
