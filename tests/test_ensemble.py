@@ -90,3 +90,91 @@ def test_cli_ensemble_then_evaluate_in_a_fresh_process(members, tmp_path, mnist_
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["test_accuracy"] == json.loads((out / "metrics.json").read_text())["test_accuracy"]
+
+
+def test_selection_adds_members_while_the_validation_loss_falls():
+    from digits.ensemble import select_members
+
+    labels = np.array([0, 1, 2, 3])
+
+    def outputs(right: list[float]) -> np.ndarray:  # each image's probability of its true label
+        p = np.array([[(1 - r) / 9] * 10 for r in right])
+        p[np.arange(4), labels] = right
+        return p
+
+    # Two runs each sure where the other is not, and one that is nearly always wrong.
+    first, second, weak = outputs([0.99, 0.99, 0.3, 0.3]), outputs([0.3, 0.3, 0.99, 0.99]), outputs([0.05] * 4)
+    steps = select_members([weak, first, second], labels)
+    assert [s["member"] for s in steps] == [1, 2]  # a tie goes to the run given first; the weak one is left out
+    assert steps[1]["validation_loss"] < steps[0]["validation_loss"]
+    assert [s["validation_accuracy"] for s in steps] == [1.0, 1.0]
+
+
+@pytest.fixture(scope="module")
+def others(tmp_path_factory, mnist_dir):
+    """Beside `members` (1,500 images, the last 75 held out): a weak run, and two that held out other images."""
+    root = tmp_path_factory.mktemp("others")
+    common = dict(model="mlp", epochs=1, seed=4, data_dir=mnist_dir, verbose=0)
+    return {
+        "weak": train(limit=1500, learning_rate=1e-7, out=root / "weak", **common),
+        "fewer": train(limit=1000, out=root / "fewer", **common),
+        "none": train(limit=1500, validation_split=0.0, out=root / "none", **common),
+    }
+
+
+def test_select_leaves_out_a_run_that_would_pull_the_average_down(members, others, tmp_path, mnist_dir, mnist_data):
+    from digits.datasets import to_inputs
+    from digits.ensemble import ensemble
+
+    runs = [*members, others["weak"]]
+    run = ensemble(runs, out=tmp_path / "sel", data_dir=mnist_dir, select=True)
+    selection = run.metrics["selection"]
+    assert selection["validation_images"] == 75
+    kept = [step["run"] for step in selection["steps"]]
+    assert str(others["weak"].path) in selection["left_out"] and len(kept) >= 2
+    assert sorted(kept + selection["left_out"]) == sorted(str(r.path) for r in runs)
+    assert [m["run"] for m in run.config["members"]] == kept
+    assert len(run.metrics["member_test_accuracies"]) == len(kept)
+    losses = [step["validation_loss"] for step in selection["steps"]]
+    assert losses == sorted(losses, reverse=True)
+    # The last step's loss is the kept runs' average on the 75 training images they all held out.
+    x, y = to_inputs(mnist_data.x_train[1425:1500]), mnist_data.y_train[1425:1500]
+    by_path = {str(r.path): r for r in runs}
+    average = np.mean([by_path[p].load_model().predict(x, verbose=0) for p in kept], axis=0)
+    assert -np.mean(np.log(average[np.arange(75), y])) == pytest.approx(losses[-1], abs=1e-4)
+
+
+def test_select_refuses_runs_it_cannot_judge_alike(members, others, tmp_path, mnist_dir, capsys):
+    from helpers import exit_code
+
+    from digits.ensemble import ensemble
+
+    with pytest.raises(DigitsError, match=r"validation images \(training images 950-999\) are not .*'s "
+                                          r"\(training images 1425-1499\); --select needs"):
+        ensemble([members[0], others["fewer"]], out=tmp_path / "a", data_dir=mnist_dir, select=True)
+    with pytest.raises(DigitsError, match="held out no validation images"):
+        ensemble([others["none"], members[0]], out=tmp_path / "b", data_dir=mnist_dir, select=True)
+    assert exit_code(["ensemble", str(members[0].path), str(others["none"].path), "--select",
+                      "--out", str(tmp_path / "c"), "--data-dir", str(mnist_dir)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--select cannot judge it" in err[0]
+    assert not any(tmp_path.iterdir())  # nothing half-written
+
+
+def test_select_that_keeps_one_run_is_an_error(members, others, tmp_path, mnist_dir):
+    from digits.ensemble import ensemble
+
+    with pytest.raises(DigitsError, match=r"--select kept only .*m1: adding any other run raises the validation loss"):
+        ensemble([members[0], others["weak"]], out=tmp_path / "one", data_dir=mnist_dir, select=True)
+    assert not (tmp_path / "one").exists()
+
+
+def test_cli_select_prints_what_it_chose(members, others, tmp_path, mnist_dir, capsys):
+    from digits.cli import main
+
+    assert main(["ensemble", *[str(m.path) for m in members], str(others["weak"].path), "--select",
+                 "--out", str(tmp_path / "cli"), "--data-dir", str(mnist_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "selected on 75 validation images:" in out and f"left out {others['weak'].path}" in out
+    kept = out.count("  + ")
+    assert kept >= 2 and f"(average of {kept} runs:" in out

@@ -11,6 +11,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("runs", nargs="+", metavar="RUN_DIR")
     p.add_argument("--method", choices=("average", "vote"), default="average",
                    help="average the probabilities (default) or take the majority vote")
+    p.add_argument("--select", action="store_true",
+                   help="keep only the runs that lower the averaged validation loss, chosen greedily on the "
+                        "images every run held out (never the test set)")
     p.add_argument("--out", metavar="DIR", help="run directory (default: runs/ensemble-METHOD-TIMESTAMP)")
     add_data_dir(p)
     add_backend(p)
@@ -25,8 +28,17 @@ def cmd_ensemble(args) -> None:
     use_backend(args.backend)
     from digits.ensemble import ensemble
 
-    run = ensemble(runs, out=args.out, method=args.method, data_dir=args.data_dir)
+    run = ensemble(runs, out=args.out, method=args.method, data_dir=args.data_dir, select=args.select)
     m = run.metrics
+    if "selection" in m:
+        chosen = m["selection"]
+        print(f"selected on {chosen['validation_images']} validation images:")
+        for step in chosen["steps"]:
+            print(f"  + {step['run']}: validation loss {step['validation_loss']:.4f}, "
+                  f"accuracy {step['validation_accuracy']:.2%}")
+        for path in chosen["left_out"]:
+            print(f"  left out {path}")
     members = ", ".join(f"{a:.2%}" for a in m["member_test_accuracies"])
-    print(f"test accuracy: {m['test_accuracy']:.2%} ({args.method} of {len(runs)} runs: {members})")
+    count = len(m["member_test_accuracies"])
+    print(f"test accuracy: {m['test_accuracy']:.2%} ({args.method} of {count} runs: {members})")
     print(f"run saved to {run.path}")
