@@ -32,6 +32,7 @@ def test_run_directory_holds_everything_a_later_command_needs(small_run):
     config = small_run.config
     assert config["model"] == "mlp" and config["epochs"] == 2 and config["batch_size"] == 32
     assert config["seed"] == 7 and config["versions"]["backend"] == config["backend"]
+    assert config["optimizer"] == {"name": "adam", "beta_1": 0.9, "beta_2": 0.999}
     assert "keras" in config["versions"] and config["dataset_source"]
     history = small_run.history()
     assert set(history) >= {"epoch", "loss", "accuracy", "val_loss", "val_accuracy"}
@@ -185,6 +186,7 @@ def test_fast_recipe_trains_with_its_own_schedule(tmp_path, mnist_dir):
     run = train(model="fast", out=tmp_path / "fast", data_dir=mnist_dir, limit=6000, seed=1, verbose=0)
     config = run.config
     assert (config["lr_schedule"], config["batch_size"], config["learning_rate"]) == ("onecycle", 256, 0.01)
+    assert (config["optimizer"]["beta_1"], config["optimizer"]["beta_2"]) == (0.7, 0.9)
     assert config["precision"] == ("mixed_bfloat16" if native_bfloat16() else "float32")
     assert run.metrics["parameters"] == 113_898 and run.metrics["epochs_run"] == 2
     assert run.metrics["test_accuracy"] >= 0.93

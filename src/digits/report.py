@@ -90,6 +90,7 @@ CONFIG_HELP = {
     "extra": "other settings",
     "dataset_source": "where the data was read from",
     "class_names": "the classes, in label order",
+    "optimizer": "the recipe's optimizer and its settings (Adam's betas)",
 }
 
 

@@ -249,6 +249,8 @@ def _train(config, *, out, data_dir, verbose, **overrides) -> Run:
             "devices": placement.devices,
             "dataset_source": data.source,
             "class_names": list(data.class_names),
+            # The recipe's optimizer settings that are not TrainConfig fields, so the file says all.
+            "optimizer": _optimizer_settings(cfg),
             "versions": _versions(),
         }
         writer.save_model(model)
@@ -347,6 +349,11 @@ def fit_model(cfg: TrainConfig, x: np.ndarray, y: np.ndarray, *, callbacks=(), v
     return model, history, placement
 
 
+def _optimizer_settings(cfg: TrainConfig) -> dict:
+    beta_1, beta_2 = get_model_spec(cfg.model).adam_betas
+    return {"name": "adam", "beta_1": beta_1, "beta_2": beta_2}
+
+
 @contextmanager
 def _dtype_policy(name: str):
     """Build layers under Keras's dtype policy `name` (mixed: float32 weights, `name`'s compute dtype)."""
@@ -412,7 +419,7 @@ def load_config_file(path: str | os.PathLike) -> TrainConfig:
     """
     doc = read_json_object(path, "config")
     known = TrainConfig.__dataclass_fields__
-    unknown = sorted(set(doc) - set(known) - {"dataset_source", "class_names", "versions", "devices"})
+    unknown = sorted(set(doc) - set(known) - {"dataset_source", "class_names", "versions", "devices", "optimizer"})
     if unknown:
         raise DigitsError(f"{path}: unknown config keys {', '.join(unknown)}")
     values = {k: v for k, v in doc.items() if k in known}
