@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
 
     use_backend(args.backend)
     from digits.datasets import load_dataset
+    from digits.training import held_out_images
     from digits.testing import render_like_user
     from digits.inference import ABSTAIN_BELOW, load_predictor, recognize
 
@@ -84,10 +85,10 @@ def main(argv: list[str] | None = None) -> int:
         config = predictor.info["config"]
         if config.get("limit") or config.get("dataset", "mnist") != "mnist":
             parser.error("--split validation needs a run trained on all of MNIST (no --limit)")
-        held_out = int(len(data.x_train) * config["validation_split"])
-        if held_out == 0:
+        held_out = held_out_images(len(data.x_train), config["validation_split"])
+        if not held_out:
             parser.error("the run held out no validation images")
-        x, y = data.x_train[-held_out:], data.y_train[-held_out:]
+        x, y = data.x_train[held_out.start:], data.y_train[held_out.start:]
     x, y = x[: args.n], y[: args.n].astype(np.int64)
     print(f"model: {name} ({predictor.info.get('metrics', {}).get('parameters', '?')} parameters), "
           f"loaded in {load_seconds:.2f} s; {len(x)} {args.split} images", flush=True)

@@ -12,7 +12,9 @@ import pytest
 from digits.backend import native_bfloat16
 from digits.errors import DigitsError
 from digits.runs import Run
-from digits.training import TrainConfig, train
+from digits.training import TrainConfig, held_out_images, train
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 SMALL = dict(limit=2000, epochs=2, seed=7, verbose=0)
 
@@ -61,6 +63,27 @@ def test_a_seeded_run_is_repeatable(small_run, tmp_path, mnist_dir):
 def test_unseeded_runs_record_the_seed_they_drew(tmp_path, mnist_dir):
     run = train(model="mlp", out=tmp_path / "r", data_dir=mnist_dir, limit=500, epochs=1, verbose=0)
     assert isinstance(run.config["seed"], int)
+
+
+@settings(max_examples=300, deadline=None)
+@given(n=st.integers(2, 100_000), split=st.floats(0.001, 0.999))
+def test_held_out_images_are_the_ones_keras_fit_validates_on(n, split):
+    from keras.src.trainers.data_adapters.array_slicing import train_validation_split
+
+    held = held_out_images(n, split)
+    if held.start in (0, n):
+        return  # Keras refuses such a split itself
+    _, (validation,) = train_validation_split((np.arange(n),), validation_split=split)
+    assert list(held) == validation.tolist()
+
+
+def test_a_run_counts_the_images_keras_held_out(tmp_path, mnist_dir):
+    """1,234 images, 5% held out: Keras keeps floor(1234 × 0.95) = 1,172, not 1234 − int(61.7)."""
+    run = train(model="mlp", out=tmp_path / "r", data_dir=mnist_dir, limit=1234, epochs=1, seed=1,
+                validation_split=0.05, verbose=0)
+    assert (run.metrics["train_images"], run.metrics["validation_images"]) == (1172, 62)
+    assert run.metrics["threshold_measured_on"] == "62 validation images"
+    assert held_out_images(0, 0.05) == range(0) and held_out_images(10, 0) == range(10, 10)
 
 
 def test_fast_path_takes_the_same_steps_as_plain_batch_32_fit():

@@ -26,6 +26,7 @@ import numpy as np
 from digits.errors import DigitsError
 from digits.layers import MajorityVote
 from digits.runs import Run, RunWriter
+from digits.training import held_out_images
 
 METHODS = ("average", "vote")
 
@@ -57,8 +58,7 @@ def held_out(run: Run, train_images: int) -> range:
     As training carves them: the last ``validation_split`` of the first ``limit`` images.
     """
     split, limit = run.config.get("validation_split") or 0, run.config.get("limit")
-    n = min(limit or train_images, train_images)
-    return range(n - int(n * split), n)
+    return held_out_images(min(limit or train_images, train_images), split)
 
 
 def select_members(probabilities: list[np.ndarray], labels: np.ndarray) -> list[dict]:

@@ -222,7 +222,7 @@ def _train(config, *, out, data_dir, verbose, **overrides) -> Run:
             callbacks.append(keras.callbacks.TensorBoard(log_dir=str(writer.path / TENSORBOARD_DIR)))
         started = time.perf_counter()
         model, history, placement = fit_model(cfg, x, y, callbacks=callbacks, verbose=verbose)
-        n_fit = len(x) - int(len(x) * cfg.validation_split)
+        n_fit = held_out_images(len(x), cfg.validation_split).start
         train_seconds = time.perf_counter() - started
         if cfg.checkpoint_best and (writer.path / "best.keras").exists():
             model.load_weights(writer.path / "best.keras")
@@ -296,6 +296,15 @@ def _validation_threshold(model, x_val: np.ndarray, y_val: np.ndarray) -> dict:
     return {"threshold": value, "threshold_measured_on": f"{len(x_val)} validation images"}
 
 
+def held_out_images(n: int, split: float) -> range:
+    """Which of `n` training images a run holds out for validation, as ``fit`` carves them.
+
+    Keras's ``fit(validation_split=split)`` trains on the first ``floor(n * (1 - split))``
+    and validates on the rest; every count and slice of a run's held-out images comes from here.
+    """
+    return range(math.floor(n * (1.0 - split)), n)
+
+
 def training_arrays(cfg: TrainConfig, data) -> tuple[np.ndarray, np.ndarray]:
     """The training images a run uses (the first `limit`), as model inputs and labels.
 
@@ -327,7 +336,7 @@ def fit_model(cfg: TrainConfig, x: np.ndarray, y: np.ndarray, *, callbacks=(), v
             patience=cfg.early_stopping, restore_best_weights=True, verbose=verbose))
     with distribute.data_parallel(cfg.distribute, cfg.batch_size) as placement, _dtype_policy(cfg.precision):
         model = build_model(cfg.model, cfg.extra.get("architecture"))
-        n_fit = len(x) - int(len(x) * cfg.validation_split)
+        n_fit = held_out_images(len(x), cfg.validation_split).start
         steps = cfg.epochs * -(-n_fit // cfg.batch_size)
         lr = learning_rate_schedule(cfg.lr_schedule, cfg.learning_rate, steps)
         loss = "categorical_crossentropy" if spec.one_hot else "sparse_categorical_crossentropy"
