@@ -222,8 +222,8 @@ def _train(config, *, out, data_dir, verbose, **overrides) -> Run:
             callbacks.append(keras.callbacks.TensorBoard(log_dir=str(writer.path / TENSORBOARD_DIR)))
         started = time.perf_counter()
         model, history, placement = fit_model(cfg, x, y, callbacks=callbacks, verbose=verbose)
-        n_fit = held_out_images(len(x), cfg.validation_split).start
         train_seconds = time.perf_counter() - started
+        n_fit = held_out_images(len(x), cfg.validation_split).start
         if cfg.checkpoint_best and (writer.path / "best.keras").exists():
             model.load_weights(writer.path / "best.keras")
         model = inference_copy(model)
@@ -339,12 +339,13 @@ def fit_model(cfg: TrainConfig, x: np.ndarray, y: np.ndarray, *, callbacks=(), v
         n_fit = held_out_images(len(x), cfg.validation_split).start
         steps = cfg.epochs * -(-n_fit // cfg.batch_size)
         lr = learning_rate_schedule(cfg.lr_schedule, cfg.learning_rate, steps)
+        adam = _optimizer_settings(cfg)  # what config.json records, so the two cannot differ
         loss = "categorical_crossentropy" if spec.one_hot else "sparse_categorical_crossentropy"
         if verbose:
             model.summary()
         history = fastfit.fit(
             model,
-            optimizer=keras.optimizers.Adam(lr, beta_1=spec.adam_betas[0], beta_2=spec.adam_betas[1]),
+            optimizer=keras.optimizers.Adam(lr, beta_1=adam["beta_1"], beta_2=adam["beta_2"]),
             loss=loss,
             x=x,
             y=y,
@@ -359,6 +360,7 @@ def fit_model(cfg: TrainConfig, x: np.ndarray, y: np.ndarray, *, callbacks=(), v
 
 
 def _optimizer_settings(cfg: TrainConfig) -> dict:
+    """The recipe's optimizer: Adam with its betas (`fit_model` builds it, config.json records it)."""
     beta_1, beta_2 = get_model_spec(cfg.model).adam_betas
     return {"name": "adam", "beta_1": beta_1, "beta_2": beta_2}
 
